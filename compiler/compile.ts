@@ -1,0 +1,96 @@
+/**
+ * The compile pipeline, one flat list of named steps:
+ *
+ *   trace ─▶ infer_shapes ─▶ dce ─▶ decompose_attention ─▶ canonicalize ─▶ cse ─▶ dce
+ *         ─▶ cost ─▶ lower ─▶ plan_memory ─▶ emit_ts
+ *
+ * Every graph pass is a pure `(graph) → graph` function; with `verify: true`
+ * (the tests) the IR invariants are checked after each one.
+ */
+
+import type { Plan, PlanDim } from "../runtime/plan.ts";
+import { trace, type ModelSpec } from "./dsl/trace.ts";
+import type { Graph } from "./ir/graph.ts";
+import { printGraph } from "./ir/print.ts";
+import type { Shape } from "./ir/types.ts";
+import { verify } from "./ir/verify.ts";
+import { emitTs } from "./lower/emit_ts.ts";
+import { lower, type Program } from "./lower/program.ts";
+import { canonicalize } from "./passes/canonicalize.ts";
+import { cost } from "./passes/cost.ts";
+import { cse } from "./passes/cse.ts";
+import { dce } from "./passes/dce.ts";
+import { decomposeAttention } from "./passes/decompose_attention.ts";
+import { inferShapes } from "./passes/infer_shapes.ts";
+import { planMemory } from "./passes/plan_memory.ts";
+
+export interface CompileOptions {
+  /** Verify IR invariants after every pass (slower; on in tests). */
+  verify?: boolean;
+  /** Shown in the generated module's header. */
+  source?: string;
+}
+
+export interface Compiled {
+  /** The traced graph, before any pass. */
+  traced: Graph;
+  /** The graph after the passes, as lowered. */
+  graph: Graph;
+  program: Program;
+  plan: Plan;
+  /** The traced IR and the final IR, as text. */
+  ir: { traced: string; final: string };
+  module: { ts: string; js: string };
+}
+
+type Pass = readonly [name: string, run: (g: Graph) => Graph];
+
+/** The graph passes, in order. */
+export const pipeline: readonly Pass[] = [
+  ["infer_shapes", (g) => inferShapes(g)],
+  ["dce", dce],
+  ["decompose_attention", decomposeAttention],
+  ["canonicalize", canonicalize],
+  ["cse", cse],
+  ["dce", dce],
+];
+
+export function runPasses(g: Graph, passes: readonly Pass[], options: CompileOptions = {}): Graph {
+  let out = g;
+  for (const [name, run] of passes) {
+    out = run(out);
+    if (options.verify) verify(out, name);
+  }
+  return out;
+}
+
+const planShape = (s: Shape): PlanDim[] => s.map((d) => (typeof d === "number" ? d : { batch: d.batch }));
+
+/** Compiles a traced graph: passes, cost, lowering, memory plan, module text. */
+export function compileGraph(traced: Graph, options: CompileOptions = {}): Compiled {
+  if (options.verify) verify(traced, "trace");
+  const graph = runPasses(traced, pipeline, options);
+  const costs = cost(graph);
+  const { program, memory } = planMemory(lower(graph));
+  let weightBytes = 0;
+  for (const p of graph.params.values()) weightBytes += 4 * p.shape.reduce((a, b) => a * b, 1);
+  const plan: Plan = {
+    format: "turbograph.plan/1",
+    model: graph.name,
+    batchName: graph.batch,
+    inputs: program.inputs.map((i) => ({ name: i.name, shape: planShape(i.shape), dtype: "float32" })),
+    outputs: program.outputs.map((o) => ({ name: o.name, shape: planShape(o.shape), dtype: "float32" })),
+    params: [...graph.params].map(([name, p]) => ({ name, shape: [...p.shape], dtype: "float32" })),
+    flops: costs.total.flops,
+    blocks: costs.blocks.map((b) => ({ name: b.name, tokensIn: b.tokensIn ?? null, tokensOut: b.tokensOut ?? null, flops: b.flops })),
+    memory: { weightBytes, liveBytes: memory.liveBytes },
+    kernels: program.steps.length,
+  };
+  const module = emitTs(program, plan, options.source ?? "<memory>");
+  return { traced, graph, program, plan, ir: { traced: printGraph(traced), final: printGraph(graph) }, module };
+}
+
+/** Traces and compiles a model spec. */
+export function compile(spec: ModelSpec, options: CompileOptions = {}): Compiled {
+  return compileGraph(trace(spec), options);
+}

@@ -1,0 +1,94 @@
+/**
+ * Located diagnostics: every user-facing compiler error carries a source
+ * location and prints as `file:line:col: error: message`, followed by the
+ * offending source line and a caret under the column when the file can be read.
+ *
+ * `CompileError` is a user error (exit code 2). Anything else escaping the
+ * compiler is a bug and is reported with the `internal:` prefix (exit code 1).
+ */
+
+import { readFileSync } from "node:fs";
+import { relative, isAbsolute } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** A position in a source file; line and column are 1-based. */
+export interface SourceLoc {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+}
+
+/** A user error with a location. `context` holds extra lines (e.g. IR around a node). */
+export class CompileError extends Error {
+  readonly loc: SourceLoc | undefined;
+  readonly context: readonly string[];
+  constructor(message: string, loc?: SourceLoc, context: readonly string[] = []) {
+    super(message);
+    this.name = "CompileError";
+    this.loc = loc;
+    this.context = context;
+  }
+}
+
+/** Formats a location as `file:line:col`, with the file relative to the working directory. */
+export function formatLoc(loc: SourceLoc): string {
+  let file = loc.file;
+  if (isAbsolute(file)) {
+    const rel = relative(process.cwd(), file);
+    if (!rel.startsWith("..")) file = rel;
+  }
+  return `${file}:${loc.line}:${loc.col}`;
+}
+
+/** Renders a diagnostic: header line, source line with a caret, then any context lines. */
+export function formatDiagnostic(err: CompileError): string {
+  const lines: string[] = [];
+  if (err.loc === undefined) {
+    lines.push(`error: ${err.message}`);
+  } else {
+    lines.push(`${formatLoc(err.loc)}: error: ${err.message}`);
+    const source = sourceLine(err.loc);
+    if (source !== undefined) {
+      lines.push(`  ${source}`);
+      lines.push(`  ${" ".repeat(Math.max(0, err.loc.col - 1))}^`);
+    }
+  }
+  for (const c of err.context) lines.push(c);
+  return lines.join("\n");
+}
+
+/** Formats any thrown value: located user errors as diagnostics, the rest as internal errors. */
+export function formatError(err: unknown): { text: string; exitCode: 1 | 2 } {
+  if (err instanceof CompileError) return { text: formatDiagnostic(err), exitCode: 2 };
+  const message = err instanceof Error ? err.message : String(err);
+  return { text: `internal: ${message}`, exitCode: 1 };
+}
+
+function sourceLine(loc: SourceLoc): string | undefined {
+  try {
+    const text = readFileSync(loc.file, "utf8");
+    const line = text.split(/\r?\n/)[loc.line - 1];
+    return line === undefined ? undefined : line.replace(/\t/g, " ");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The location of the first stack frame outside the library, so that a
+ * builder called from a spec reports the spec's line (JAX's source_info idea).
+ * `libraryDirs` are absolute directory paths whose frames are skipped.
+ */
+export function callerLoc(libraryDirs: readonly string[]): SourceLoc | undefined {
+  const stack = new Error().stack ?? "";
+  for (const raw of stack.split("\n").slice(1)) {
+    const m = /\(?((?:file:\/\/)?[^\s()]+):(\d+):(\d+)\)?\s*$/.exec(raw.trim());
+    if (m === null) continue;
+    let file = m[1]!;
+    if (file.startsWith("node:") || file.includes("/node_modules/")) continue;
+    if (file.startsWith("file://")) file = fileURLToPath(file);
+    if (libraryDirs.some((dir) => file.startsWith(dir))) continue;
+    return { file, line: Number(m[2]), col: Number(m[3]) };
+  }
+  return undefined;
+}

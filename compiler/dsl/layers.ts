@@ -1,0 +1,137 @@
+/**
+ * Layer builders: ordinary functions composing primitives and declaring
+ * parameters with hierarchical names (`layer.3.attn.q.weight`). Parameter
+ * layouts are the lowering-friendly ones: linear weights are [in, out].
+ */
+
+import { CompileError } from "../diagnostics.ts";
+import { formatShape } from "../ir/types.ts";
+import { add, broadcast, concat, gelu, reshape, transpose } from "./primitives.ts";
+import { block, currentTrace, emit, here, param, Tensor } from "./trace.ts";
+
+function staticWidth(builder: string, x: Tensor): number {
+  const w = x.width;
+  if (typeof w !== "number") throw new CompileError(`${builder}: the last axis of ${formatShape(x.shape)} must be static`, here());
+  return w;
+}
+
+export interface LinearOptions {
+  /** Parameter prefix: creates `${name}.weight` [in, out] and `${name}.bias` [out]. */
+  name: string;
+  bias?: boolean;
+}
+
+/** x·W + b over the last axis. */
+export function linear(x: Tensor, out: number, o: LinearOptions): Tensor {
+  const width = staticWidth("linear", x);
+  if (!Number.isInteger(out) || out <= 0) throw new CompileError(`linear "${o.name}": output width ${out} must be a positive integer`, here());
+  const w = param(`${o.name}.weight`, [width, out], "linear");
+  if (o.bias === false) return emit("linear", [x, w], {});
+  return emit("linear", [x, w, param(`${o.name}.bias`, [out], "linear")], {});
+}
+
+export interface LayerNormOptions {
+  name: string;
+  eps?: number;
+}
+
+export function layerNorm(x: Tensor, o: LayerNormOptions): Tensor {
+  const width = staticWidth("layerNorm", x);
+  const w = param(`${o.name}.weight`, [width], "layerNorm");
+  const b = param(`${o.name}.bias`, [width], "layerNorm");
+  return emit("layer_norm", [x, w, b], { eps: o.eps ?? 1e-5 }, "layerNorm");
+}
+
+export interface AttentionOptions {
+  heads: number;
+  name: string;
+  /** Keys and values come from here (cross-attention); default: x itself. */
+  context?: Tensor;
+}
+
+/**
+ * Multi-head attention: q, k, v projections, the high-level `attention` op
+ * (kept whole until the Turbo pass has run) and the output projection.
+ */
+export function attention(x: Tensor, o: AttentionOptions): Tensor {
+  const width = staticWidth("attention", x);
+  if (!Number.isInteger(o.heads) || o.heads <= 0 || width % o.heads !== 0) {
+    throw new CompileError(`attention "${o.name}": heads ${o.heads} does not divide width ${width}`, here());
+  }
+  const ctx = o.context ?? x;
+  const q = linear(x, width, { name: `${o.name}.q` });
+  const k = linear(ctx, width, { name: `${o.name}.k` });
+  const v = linear(ctx, width, { name: `${o.name}.v` });
+  const a = emit("attention", [q, k, v], { heads: o.heads });
+  return linear(a, width, { name: `${o.name}.out` });
+}
+
+export interface MlpOptions {
+  hidden: number;
+  name: string;
+}
+
+/** fc2(gelu(fc1(x))). */
+export function mlp(x: Tensor, o: MlpOptions): Tensor {
+  const width = staticWidth("mlp", x);
+  return linear(gelu(linear(x, o.hidden, { name: `${o.name}.fc1` })), width, { name: `${o.name}.fc2` });
+}
+
+export interface EncoderBlockOptions {
+  heads: number;
+  name: string;
+  mlpRatio?: number;
+  eps?: number;
+}
+
+/** Pre-norm transformer encoder block: x + attn(ln1(x)); x + mlp(ln2(x)). */
+export function encoderBlock(x: Tensor, o: EncoderBlockOptions): Tensor {
+  const width = staticWidth("encoderBlock", x);
+  const hidden = width * (o.mlpRatio ?? 4);
+  if (!Number.isInteger(hidden)) throw new CompileError(`encoderBlock "${o.name}": mlpRatio ${o.mlpRatio} gives a fractional hidden width`, here());
+  return block(o.name, () => {
+    const eps = o.eps === undefined ? {} : { eps: o.eps };
+    const h = add(x, attention(layerNorm(x, { name: `${o.name}.ln1`, ...eps }), { heads: o.heads, name: `${o.name}.attn` }));
+    return add(h, mlp(layerNorm(h, { name: `${o.name}.ln2`, ...eps }), { hidden, name: `${o.name}.mlp` }));
+  });
+}
+
+export interface PatchEmbedOptions {
+  patch: number;
+  dim: number;
+  name: string;
+  /** Prepend a learned class token (default true). */
+  cls?: boolean;
+}
+
+/**
+ * Image [B, C, H, W] → tokens [B, (H/p)·(W/p) (+1), dim]: non-overlapping
+ * p×p patches (a convolution with stride p, written as a reshape and one
+ * matmul), an optional class token, and a learned position embedding.
+ */
+export function patchEmbed(pixels: Tensor, o: PatchEmbedOptions): Tensor {
+  const [, c, h, w] = pixels.shape;
+  if (pixels.rank !== 4 || typeof c !== "number" || typeof h !== "number" || typeof w !== "number") {
+    throw new CompileError(`patchEmbed "${o.name}": pixels must be [batch, channels, height, width] but have shape ${formatShape(pixels.shape)}`, here());
+  }
+  const p = o.patch;
+  if (!Number.isInteger(p) || p <= 0 || h % p !== 0 || w % p !== 0) {
+    throw new CompileError(`patchEmbed "${o.name}": patch ${p} does not divide the image size ${h}×${w}`, here());
+  }
+  const gh = h / p;
+  const gw = w / p;
+  const batch = currentTrace("patchEmbed").builder.batch;
+  return block(o.name, () => {
+    const grid = reshape(pixels, [batch, c, gh, p, gw, p]);
+    const patches = reshape(transpose(grid, [0, 2, 4, 1, 3, 5]), [batch, gh * gw, c * p * p]);
+    let x = linear(patches, o.dim, { name: `${o.name}.patch` });
+    let tokens = gh * gw;
+    if (o.cls !== false) {
+      const cls = param(`${o.name}.cls`, [1, o.dim], "patchEmbed");
+      const clsB = broadcast(emit("reshape", [cls], { shape: [1, 1, o.dim] }, "patchEmbed"), [batch, 1, o.dim]);
+      x = concat([clsB, x], 1);
+      tokens += 1;
+    }
+    return add(x, param(`${o.name}.pos`, [tokens, o.dim], "patchEmbed"));
+  });
+}

@@ -1,0 +1,7 @@
+/** The DSL: builders users call inside `model()`, and `trace()`. */
+export { block, input, isModelSpec, model, trace, Tensor } from "./trace.ts";
+export type { ModelOptions, ModelSpec } from "./trace.ts";
+export { add, broadcast, clsToken, concat, gelu, log, matmul, mean, mul, reshape, scale, slice, softmax, transpose } from "./primitives.ts";
+export type { SliceOptions } from "./primitives.ts";
+export { attention, encoderBlock, layerNorm, linear, mlp, patchEmbed } from "./layers.ts";
+export type { AttentionOptions, EncoderBlockOptions, LayerNormOptions, LinearOptions, MlpOptions, PatchEmbedOptions } from "./layers.ts";

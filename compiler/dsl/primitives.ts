@@ -1,0 +1,72 @@
+/**
+ * Primitive builders: one IR op each, shapes checked at trace time. Batch
+ * dims in user-given shapes are written with the model's batch name ("B").
+ */
+
+import { CompileError } from "../diagnostics.ts";
+import { dimProduct, formatShape, type Dim } from "../ir/types.ts";
+import { currentTrace, emit, here, Tensor } from "./trace.ts";
+
+export type Operand = Tensor | string;
+
+export const add = (a: Tensor, b: Operand): Tensor => emit("add", [a, b], {});
+export const mul = (a: Tensor, b: Operand): Tensor => emit("mul", [a, b], {});
+export const scale = (x: Tensor, value: number): Tensor => emit("scale", [x], { value });
+export const gelu = (x: Tensor): Tensor => emit("gelu", [x], {});
+export const log = (x: Tensor): Tensor => emit("log", [x], {});
+export const softmax = (x: Tensor): Tensor => emit("softmax", [x], {});
+export const matmul = (a: Tensor, b: Operand): Tensor => emit("matmul", [a, b], {});
+export const transpose = (x: Operand, perm: readonly number[]): Tensor => emit("transpose", [x], { perm: [...perm] });
+export const concat = (xs: readonly Operand[], axis: number): Tensor => emit("concat", xs, { axis });
+export const mean = (x: Tensor, axes: readonly number[], keepDims = false): Tensor =>
+  emit("mean", [x], { axes: [...axes], keepDims });
+
+export interface SliceOptions {
+  axis: number;
+  start: number;
+  end: number;
+}
+export const slice = (x: Tensor, o: SliceOptions): Tensor => emit("slice", [x], { axis: o.axis, start: o.start, end: o.end });
+
+/** Converts a user shape (numbers, the batch name, at most one -1) to IR dims. */
+function userShape(builder: string, shape: readonly (number | string)[], total?: Dim): Dim[] {
+  const t = currentTrace(builder);
+  const batch = t.builder.batch;
+  const dims: (Dim | -1)[] = shape.map((d) => {
+    if (typeof d === "string") {
+      if (d !== batch) throw new CompileError(`${builder}: dim "${d}" is not the model's batch dimension "${batch}"`, here());
+      return { batch: 1 };
+    }
+    if (d === -1) return -1;
+    if (!Number.isInteger(d) || d <= 0) throw new CompileError(`${builder}: dim ${d} must be a positive integer or -1`, here());
+    return d;
+  });
+  const holes = dims.filter((d) => d === -1).length;
+  if (holes === 0) return dims as Dim[];
+  if (holes > 1 || total === undefined) throw new CompileError(`${builder}: at most one dim may be -1`, here());
+  const known = dimProduct(dims.filter((d): d is Dim => d !== -1));
+  let fill: Dim | undefined;
+  if (known !== undefined) {
+    if (typeof total === "number" && typeof known === "number" && total % known === 0) fill = total / known;
+    if (typeof total !== "number" && typeof known === "number" && total.batch % known === 0) fill = { batch: total.batch / known };
+    if (typeof total !== "number" && typeof known !== "number" && total.batch % known.batch === 0) fill = total.batch / known.batch;
+  }
+  if (fill === undefined) throw new CompileError(`${builder}: cannot infer the -1 in ${JSON.stringify(shape)}`, here());
+  return dims.map((d) => (d === -1 ? fill! : d));
+}
+
+export function reshape(x: Tensor, shape: readonly (number | string)[]): Tensor {
+  const total = dimProduct(x.shape);
+  return emit("reshape", [x], { shape: userShape("reshape", shape, total) });
+}
+
+export function broadcast(x: Operand, shape: readonly (number | string)[]): Tensor {
+  return emit("broadcast", [x], { shape: userShape("broadcast", shape) });
+}
+
+/** The class token: position 0 of the token axis, [B, N, D] → [B, D]. */
+export function clsToken(x: Tensor): Tensor {
+  if (x.rank !== 3) throw new CompileError(`clsToken: input must be [batch, tokens, width] but has shape ${formatShape(x.shape)}`, here());
+  const first = slice(x, { axis: 1, start: 0, end: 1 });
+  return emit("reshape", [first], { shape: [x.shape[0]!, x.shape[2]!] }, "clsToken");
+}

@@ -1,0 +1,164 @@
+/**
+ * Tracing: `model(name, build)` describes a model as a plain function from
+ * inputs to outputs; `trace(spec)` runs that function once with symbolic
+ * tensors and records every builder call as an IR node, together with the
+ * spec line that made it. There is no global model state: the active trace
+ * exists only while `trace()` runs (JAX's tracing context, not a Proxy).
+ */
+
+import { fileURLToPath } from "node:url";
+import { callerLoc, CompileError, type SourceLoc } from "../diagnostics.ts";
+import { GraphBuilder, type Graph, type Operand } from "../ir/graph.ts";
+import type { Op, OpAttrs } from "../ir/ops.ts";
+import { formatType, type Dim, type Shape, type TensorType } from "../ir/types.ts";
+
+/** Frames inside the compiler are library frames; locations skip them. */
+const libraryDir = fileURLToPath(new URL("..", import.meta.url));
+
+/** A symbolic tensor inside a trace. */
+export class Tensor {
+  /** @internal */
+  constructor(readonly trace: Trace, readonly id: number) {}
+  get type(): TensorType {
+    return this.trace.builder.nodes[this.id]!.type;
+  }
+  get shape(): Shape {
+    return this.type.shape;
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  /** The last dimension (feature width). */
+  get width(): Dim {
+    return this.shape[this.shape.length - 1]!;
+  }
+  toString(): string {
+    return `Tensor(%${this.id}: ${formatType(this.type, this.trace.builder.batch)})`;
+  }
+}
+
+/** A model description: a name, the batch dimension's name and the function that builds it. */
+export interface ModelSpec {
+  readonly kind: "turbograph.model";
+  readonly name: string;
+  readonly batch: string;
+  readonly loc: SourceLoc | undefined;
+  readonly build: () => Record<string, Tensor>;
+}
+
+export interface ModelOptions {
+  /** Name of the symbolic batch dimension used by `input()` (default "B"). */
+  batch?: string;
+}
+
+export function model(name: string, build: () => Record<string, Tensor>, options: ModelOptions = {}): ModelSpec {
+  return { kind: "turbograph.model", name, batch: options.batch ?? "B", loc: here(), build };
+}
+
+export function isModelSpec(value: unknown): value is ModelSpec {
+  return typeof value === "object" && value !== null && (value as ModelSpec).kind === "turbograph.model";
+}
+
+/** @internal The state of one running trace. */
+export class Trace {
+  readonly builder: GraphBuilder;
+  readonly scopes: string[] = [];
+  constructor(name: string, batch: string) {
+    this.builder = new GraphBuilder(name, batch);
+  }
+}
+
+let active: Trace | undefined;
+
+/** The location of the user's line that called the current builder. */
+export function here(): SourceLoc | undefined {
+  return callerLoc([libraryDir]);
+}
+
+/** The active trace; builders called outside `model()` get a located error. */
+export function currentTrace(builder: string): Trace {
+  if (active === undefined) {
+    throw new CompileError(`${builder}: called outside a model; call builders inside the function given to model()`, here());
+  }
+  return active;
+}
+
+/** Records one node in the active trace at the caller's location. */
+export function emit<K extends Op>(op: K, inputs: readonly (Tensor | string)[], attrs: OpAttrs[K], builder: string = op): Tensor {
+  const t = currentTrace(builder);
+  const operands: Operand[] = inputs.map((i) => {
+    if (typeof i === "string") return i;
+    if (i.trace !== t) throw new CompileError(`${builder}: a tensor from another model was used here`, here());
+    return i.id;
+  });
+  const scope = t.scopes[t.scopes.length - 1];
+  const meta = scope === undefined ? { loc: here() } : { loc: here(), scope };
+  return new Tensor(t, t.builder.add(op, operands, attrs, meta));
+}
+
+/** Declares a parameter of the active trace and returns its name (the operand). */
+export function param(name: string, shape: readonly number[], builder = "param"): string {
+  return currentTrace(builder).builder.param(name, shape, here());
+}
+
+/** Runs `fn` with nodes attributed to the block `name` (used by the plan's per-block report). */
+export function block<T>(name: string, fn: () => T): T {
+  const t = currentTrace("block");
+  t.scopes.push(name);
+  try {
+    return fn();
+  } finally {
+    t.scopes.pop();
+  }
+}
+
+/** A model input. Dims are numbers, or the model's batch name (at most once). */
+export function input(name: string, shape: readonly (number | string)[]): Tensor {
+  const t = currentTrace("input");
+  const loc = here();
+  const batch = t.builder.batch;
+  let batchCount = 0;
+  const dims: Dim[] = shape.map((d) => {
+    if (typeof d === "string") {
+      if (d !== batch) {
+        throw new CompileError(`input "${name}": dim "${d}" is not the model's batch dimension "${batch}"; every other dim must be a number`, loc);
+      }
+      batchCount++;
+      return { batch: 1 };
+    }
+    if (!Number.isInteger(d) || d <= 0) throw new CompileError(`input "${name}": dim ${d} must be a positive integer`, loc);
+    return d;
+  });
+  if (batchCount > 1) throw new CompileError(`input "${name}": the batch dimension "${batch}" appears more than once`, loc);
+  if (t.builder.nodes.some((n) => n.op === "input" && n.attrs.name === name)) {
+    throw new CompileError(`input "${name}" is declared twice`, loc);
+  }
+  const type: TensorType = { dtype: "f32", shape: dims };
+  const id = t.builder.nodes.length;
+  t.builder.nodes.push({ id, op: "input", inputs: [], attrs: { name }, type });
+  t.builder.meta.set(id, { loc });
+  return new Tensor(t, id);
+}
+
+/** Traces a model spec into a graph. Shape errors point at the spec's line. */
+export function trace(spec: ModelSpec): Graph {
+  if (active !== undefined) throw new CompileError(`model "${spec.name}": trace() cannot be nested inside another model`, spec.loc);
+  const t = new Trace(spec.name, spec.batch);
+  active = t;
+  let outputs: Record<string, Tensor>;
+  try {
+    outputs = spec.build();
+  } finally {
+    active = undefined;
+  }
+  if (typeof outputs !== "object" || outputs === null || Object.keys(outputs).length === 0) {
+    throw new CompileError(`model "${spec.name}": the build function must return an object of named output tensors`, spec.loc);
+  }
+  for (const [name, tensor] of Object.entries(outputs)) {
+    if (!(tensor instanceof Tensor) || tensor.trace !== t) {
+      throw new CompileError(`model "${spec.name}": output "${name}" is not a tensor of this model`, spec.loc);
+    }
+    t.builder.output(name, tensor.id);
+  }
+  return t.builder.build();
+}

@@ -1,0 +1,177 @@
+/**
+ * Shape rules: one function per op, `(operand types, attrs) → result type`.
+ * A rule throws `ShapeError` with a message naming the argument and both
+ * shapes; the caller prefixes the op name and attaches the source location.
+ */
+
+import type { Op, OpAttrs } from "./ops.ts";
+import { dimEq, dimProduct, formatShape, isBatch, type Dim, type Shape, type TensorType } from "./types.ts";
+
+export class ShapeError extends Error {}
+
+type Rule<K extends Op> = (ts: readonly TensorType[], attrs: OpAttrs[K], batch: string) => Shape;
+
+const fmt = (s: Shape, batch: string) => formatShape(s, batch);
+
+function broadcastShapes(a: Shape, b: Shape, batch: string): Shape {
+  const n = Math.max(a.length, b.length);
+  const out: Dim[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (dimEq(da, db) || db === 1) out.push(da);
+    else if (da === 1) out.push(db);
+    else throw new ShapeError(`shapes ${fmt(a, batch)} and ${fmt(b, batch)} do not broadcast`);
+  }
+  return out;
+}
+
+function axis(rank: number, ax: number, what: string): number {
+  const a = ax < 0 ? ax + rank : ax;
+  if (!Number.isInteger(a) || a < 0 || a >= rank) throw new ShapeError(`${what} ${ax} is out of range for rank ${rank}`);
+  return a;
+}
+
+const same = (ts: readonly TensorType[]): Shape => ts[0]!.shape;
+
+const rules: { readonly [K in Op]: Rule<K> } = {
+  input: () => {
+    throw new ShapeError("an input's type is declared, not inferred");
+  },
+  add: (ts, _a, batch) => broadcastShapes(ts[0]!.shape, ts[1]!.shape, batch),
+  mul: (ts, _a, batch) => broadcastShapes(ts[0]!.shape, ts[1]!.shape, batch),
+  scale: (ts, a) => {
+    if (!Number.isFinite(a.value)) throw new ShapeError(`value ${a.value} is not a finite number`);
+    return ts[0]!.shape;
+  },
+  gelu: same,
+  log: same,
+  softmax: same,
+  layer_norm: (ts, a, batch) => {
+    const [x, w, b] = ts as [TensorType, TensorType, TensorType];
+    const width = x.shape[x.shape.length - 1];
+    if (width === undefined) throw new ShapeError("input is a scalar");
+    for (const [name, t] of [["weight", w], ["bias", b]] as const) {
+      if (t.shape.length !== 1 || !dimEq(t.shape[0]!, width)) {
+        throw new ShapeError(`${name} has shape ${fmt(t.shape, batch)} but the input width is ${fmt([width], batch)}`);
+      }
+    }
+    if (!(a.eps > 0)) throw new ShapeError(`eps ${a.eps} must be positive`);
+    return x.shape;
+  },
+  linear: (ts, _a, batch) => {
+    const [x, w, b] = ts as [TensorType, TensorType, TensorType | undefined];
+    if (w.shape.length !== 2) throw new ShapeError(`weight must be 2-D [in, out] but has shape ${fmt(w.shape, batch)}`);
+    const width = x.shape[x.shape.length - 1];
+    if (width === undefined) throw new ShapeError("input is a scalar");
+    if (!dimEq(width, w.shape[0]!)) {
+      throw new ShapeError(`input has width ${fmt([width], batch).slice(1, -1)} but the weight expects ${fmt([w.shape[0]!], batch).slice(1, -1)} (input ${fmt(x.shape, batch)}, weight ${fmt(w.shape, batch)})`);
+    }
+    if (b !== undefined && (b.shape.length !== 1 || !dimEq(b.shape[0]!, w.shape[1]!))) {
+      throw new ShapeError(`bias has shape ${fmt(b.shape, batch)} but the weight produces width ${fmt([w.shape[1]!], batch).slice(1, -1)}`);
+    }
+    return [...x.shape.slice(0, -1), w.shape[1]!];
+  },
+  matmul: (ts, _a, batch) => {
+    const [a, b] = ts as [TensorType, TensorType];
+    if (a.shape.length < 2 || a.shape.length !== b.shape.length) {
+      throw new ShapeError(`operands must have the same rank ≥ 2 but have shapes ${fmt(a.shape, batch)} and ${fmt(b.shape, batch)}`);
+    }
+    const r = a.shape.length;
+    for (let i = 0; i < r - 2; i++) {
+      if (!dimEq(a.shape[i]!, b.shape[i]!)) throw new ShapeError(`batch axes differ: ${fmt(a.shape, batch)} and ${fmt(b.shape, batch)}`);
+    }
+    if (!dimEq(a.shape[r - 1]!, b.shape[r - 2]!)) {
+      throw new ShapeError(`inner dimensions differ: ${fmt(a.shape, batch)} · ${fmt(b.shape, batch)}`);
+    }
+    return [...a.shape.slice(0, -1), b.shape[r - 1]!];
+  },
+  attention: (ts, a, batch) => {
+    const [q, k, v, size] = ts as [TensorType, TensorType, TensorType, TensorType | undefined];
+    for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) {
+      if (t.shape.length !== 3) throw new ShapeError(`${name} must be [batch, tokens, width] but has shape ${fmt(t.shape, batch)}`);
+    }
+    const width = q.shape[2]!;
+    if (!dimEq(k.shape[2]!, width) || !dimEq(v.shape[2]!, width)) {
+      throw new ShapeError(`q, k and v widths differ: ${fmt(q.shape, batch)}, ${fmt(k.shape, batch)}, ${fmt(v.shape, batch)}`);
+    }
+    if (!dimEq(k.shape[1]!, v.shape[1]!) || !dimEq(k.shape[0]!, v.shape[0]!) || !dimEq(q.shape[0]!, k.shape[0]!)) {
+      throw new ShapeError(`k and v must have the same batch and tokens: ${fmt(k.shape, batch)} and ${fmt(v.shape, batch)}`);
+    }
+    if (!Number.isInteger(a.heads) || a.heads <= 0) throw new ShapeError(`heads ${a.heads} must be a positive integer`);
+    if (typeof width !== "number" || width % a.heads !== 0) {
+      throw new ShapeError(`heads ${a.heads} does not divide width ${fmt([width], batch).slice(1, -1)}`);
+    }
+    if (size !== undefined) {
+      const want: Shape = [k.shape[0]!, k.shape[1]!, 1];
+      if (size.shape.length !== 3 || !want.every((d, i) => dimEq(d, size.shape[i]!))) {
+        throw new ShapeError(`size has shape ${fmt(size.shape, batch)} but the keys need ${fmt(want, batch)}`);
+      }
+    }
+    return q.shape;
+  },
+  reshape: (ts, a, batch) => {
+    const from = dimProduct(ts[0]!.shape);
+    const to = dimProduct(a.shape);
+    if (from === undefined || to === undefined || !dimEq(from, to)) {
+      throw new ShapeError(`cannot reshape ${fmt(ts[0]!.shape, batch)} to ${fmt(a.shape, batch)}`);
+    }
+    for (const d of a.shape) if (typeof d === "number" && (!Number.isInteger(d) || d <= 0)) throw new ShapeError(`invalid dim ${d} in ${fmt(a.shape, batch)}`);
+    return a.shape;
+  },
+  transpose: (ts, a, batch) => {
+    const s = ts[0]!.shape;
+    const sorted = [...a.perm].sort((x, y) => x - y);
+    if (a.perm.length !== s.length || sorted.some((p, i) => p !== i)) {
+      throw new ShapeError(`perm [${a.perm.join(",")}] is not a permutation of the axes of ${fmt(s, batch)}`);
+    }
+    return a.perm.map((p) => s[p]!);
+  },
+  concat: (ts, a, batch) => {
+    const first = ts[0]!.shape;
+    const ax = axis(first.length, a.axis, "axis");
+    let total = 0;
+    for (const t of ts) {
+      if (t.shape.length !== first.length || t.shape.some((d, i) => i !== ax && !dimEq(d, first[i]!))) {
+        throw new ShapeError(`operands ${ts.map((x) => fmt(x.shape, batch)).join(", ")} differ outside axis ${a.axis}`);
+      }
+      const d = t.shape[ax]!;
+      if (isBatch(d)) throw new ShapeError("cannot concatenate along the batch axis");
+      total += d;
+    }
+    return first.map((d, i) => (i === ax ? total : d));
+  },
+  slice: (ts, a, batch) => {
+    const s = ts[0]!.shape;
+    const ax = axis(s.length, a.axis, "axis");
+    const d = s[ax]!;
+    if (isBatch(d)) throw new ShapeError("cannot slice the batch axis");
+    if (!Number.isInteger(a.start) || !Number.isInteger(a.end) || a.start < 0 || a.end > d || a.start >= a.end) {
+      throw new ShapeError(`range [${a.start}, ${a.end}) is out of bounds for axis ${a.axis} of ${fmt(s, batch)}`);
+    }
+    return s.map((x, i) => (i === ax ? a.end - a.start : x));
+  },
+  broadcast: (ts, a, batch) => {
+    const s = ts[0]!.shape;
+    if (s.length !== a.shape.length) throw new ShapeError(`cannot broadcast ${fmt(s, batch)} to ${fmt(a.shape, batch)}: ranks differ`);
+    s.forEach((d, i) => {
+      if (d !== 1 && !dimEq(d, a.shape[i]!)) throw new ShapeError(`cannot broadcast ${fmt(s, batch)} to ${fmt(a.shape, batch)}`);
+    });
+    return a.shape;
+  },
+  mean: (ts, a) => {
+    const s = ts[0]!.shape;
+    const axes = a.axes.map((x) => axis(s.length, x, "axis"));
+    if (axes.some((x) => isBatch(s[x]!))) throw new ShapeError("cannot average over the batch axis");
+    return a.keepDims ? s.map((d, i) => (axes.includes(i) ? 1 : d)) : s.filter((_, i) => !axes.includes(i));
+  },
+};
+
+/** Infers the result type of `op` applied to operands of the given types. */
+export function inferType<K extends Op>(op: K, operands: readonly TensorType[], attrs: OpAttrs[K], batch: string): TensorType {
+  for (const t of operands) {
+    if (t.dtype !== "f32") throw new ShapeError(`unsupported dtype ${t.dtype}`);
+  }
+  const rule = rules[op] as Rule<K>;
+  return { dtype: "f32", shape: rule(operands, attrs, batch) };
+}

@@ -1,0 +1,106 @@
+/**
+ * Hand-written eager ViT in TensorFlow.js.
+ *
+ * This is what a user would write without the compiler: plain tf ops inside
+ * one tf.tidy, batched 3-D matmuls for attention. It serves both as the
+ * numerical oracle for compiled programs and as the speed baseline.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { VitConfig } from "./config.ts";
+import { vitDims } from "./config.ts";
+
+export type { VitConfig } from "./config.ts";
+
+/**
+ * Forward pass.
+ * @param pixels [B, C, H, W] float32 image batch
+ * @returns logits [B, classes]; every intermediate is disposed.
+ */
+export function eagerVit(
+  config: VitConfig,
+  params: Map<string, tf.Tensor>,
+  pixels: tf.Tensor4D,
+): tf.Tensor2D {
+  const { image, patch: p, channels: C, dim: D, depth, heads, classes: K, eps } = config;
+  const { grid: G, patches: N, tokens: T, patchDim: P, headDim: dh, hidden: H } = vitDims(config);
+
+  const [B, pc, ph, pw] = pixels.shape;
+  if (pc !== C || ph !== image || pw !== image) {
+    throw new Error(
+      `eagerVit(${config.name}): expected pixels [B, ${C}, ${image}, ${image}], got [${pixels.shape.join(", ")}]`,
+    );
+  }
+
+  const param = (name: string, shape: number[]): tf.Tensor => {
+    const t = params.get(name);
+    if (t === undefined) throw new Error(`eagerVit(${config.name}): missing parameter ${name}`);
+    if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+      throw new Error(
+        `eagerVit(${config.name}): parameter ${name} has shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`,
+      );
+    }
+    return t;
+  };
+
+  // y = x·W + b over the last axis of a [B, S, in] tensor.
+  const dense = (x: tf.Tensor3D, prefix: string, din: number, dout: number): tf.Tensor3D => {
+    const [b, s] = x.shape;
+    const w = param(`${prefix}.weight`, [din, dout]) as tf.Tensor2D;
+    const bias = param(`${prefix}.bias`, [dout]);
+    const y = tf.add(tf.matMul(tf.reshape(x, [b * s, din]), w), bias);
+    return tf.reshape(y, [b, s, dout]);
+  };
+
+  const layerNorm = (x: tf.Tensor3D, prefix: string): tf.Tensor3D => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(normed, param(`${prefix}.weight`, [D])), param(`${prefix}.bias`, [D]));
+  };
+
+  const gelu = (x: tf.Tensor3D): tf.Tensor3D =>
+    tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+
+  // [B, T, D] -> [B*heads, T, dh]
+  const splitHeads = (x: tf.Tensor3D): tf.Tensor3D =>
+    tf.reshape(tf.transpose(tf.reshape(x, [B, T, heads, dh]), [0, 2, 1, 3]), [B * heads, T, dh]);
+
+  // [B*heads, T, dh] -> [B, T, D]
+  const mergeHeads = (x: tf.Tensor3D): tf.Tensor3D =>
+    tf.reshape(tf.transpose(tf.reshape(x, [B, heads, T, dh]), [0, 2, 1, 3]), [B, T, D]);
+
+  return tf.tidy(() => {
+    // 1. Patch embedding: [B,C,H,W] -> [B,C,gy,i,gx,j] -> [B,gy,gx,c,i,j] -> [B, G², C·p·p].
+    const patches = tf.reshape(
+      tf.transpose(tf.reshape(pixels, [B, C, G, p, G, p]), [0, 2, 4, 1, 3, 5]),
+      [B, N, P],
+    ) as tf.Tensor3D;
+    const embedded = dense(patches, "embeddings.patch", P, D);
+
+    // 2. Class token + position embeddings.
+    const cls = tf.tile(tf.reshape(param("embeddings.cls", [1, D]), [1, 1, D]), [B, 1, 1]);
+    let x = tf.add(tf.concat([cls, embedded], 1), param("embeddings.pos", [T, D])) as tf.Tensor3D;
+
+    // 3. Pre-norm transformer blocks.
+    const scale = 1 / Math.sqrt(dh);
+    for (let n = 0; n < depth; n++) {
+      const l = `layer.${n}`;
+      const h = layerNorm(x, `${l}.ln1`);
+      const q = splitHeads(dense(h, `${l}.attn.q`, D, D));
+      const k = splitHeads(dense(h, `${l}.attn.k`, D, D));
+      const v = splitHeads(dense(h, `${l}.attn.v`, D, D));
+      const logits = tf.mul(tf.matMul(q, k, false, true), scale);
+      const probs = tf.softmax(logits, -1);
+      const o = mergeHeads(tf.matMul(probs, v));
+      x = tf.add(x, dense(o, `${l}.attn.out`, D, D));
+
+      const m = dense(gelu(dense(layerNorm(x, `${l}.ln2`), `${l}.mlp.fc1`, D, H)), `${l}.mlp.fc2`, H, D);
+      x = tf.add(x, m);
+    }
+
+    // 4. Final norm, class token, classifier head.
+    const normed = layerNorm(x, "norm");
+    const clsOut = tf.reshape(tf.slice(normed, [0, 0, 0], [B, 1, D]), [B, D]) as tf.Tensor2D;
+    const w = param("head.weight", [D, K]) as tf.Tensor2D;
+    return tf.add(tf.matMul(clsOut, w), param("head.bias", [K])) as tf.Tensor2D;
+  });
+}

@@ -1,0 +1,82 @@
+/**
+ * Backend choice. Explicit (`"wasm"`, `"cpu"`, `"tensorflow"`) or automatic:
+ * `tensorflow` when @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node can be
+ * imported (optional peers, loaded with a guarded dynamic import), else
+ * `wasm`, else `cpu`. The choice and the reason are reported.
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+
+export type BackendName = "tensorflow" | "wasm" | "cpu";
+export type BackendChoice = BackendName | "auto";
+
+export interface BackendInfo {
+  readonly name: BackendName;
+  readonly reason: string;
+}
+
+export class BackendError extends Error {}
+
+async function tryImport(specifier: string): Promise<string | undefined> {
+  try {
+    await import(specifier);
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message.split("\n")[0] : String(e);
+  }
+}
+
+async function activate(name: BackendName): Promise<boolean> {
+  try {
+    return (await tf.setBackend(name)) && tf.getBackend() === name;
+  } catch {
+    return false;
+  }
+}
+
+let quieted = false;
+/** tfjs prints a banner on Node suggesting tfjs-node; the report below replaces it. */
+function quiet(): void {
+  if (quieted) return;
+  quieted = true;
+  tf.env().set("PROD", true);
+}
+
+async function registerWasm(): Promise<string | undefined> {
+  return tryImport("@tensorflow/tfjs-backend-wasm");
+}
+
+async function registerCpu(): Promise<string | undefined> {
+  return tryImport("@tensorflow/tfjs-backend-cpu");
+}
+
+/** Selects and initialises a tfjs backend; returns which one and why. */
+export async function selectBackend(choice: BackendChoice = "auto"): Promise<BackendInfo> {
+  quiet();
+  if (choice === "tensorflow") {
+    const gpu = await tryImport("@tensorflow/tfjs-node-gpu");
+    const node = gpu === undefined ? undefined : await tryImport("@tensorflow/tfjs-node");
+    const pkg = gpu === undefined ? "@tensorflow/tfjs-node-gpu" : node === undefined ? "@tensorflow/tfjs-node" : undefined;
+    if (pkg !== undefined && (await activate("tensorflow"))) return { name: "tensorflow", reason: `requested; using ${pkg}` };
+    throw new BackendError(
+      `Backend "tensorflow" was requested but neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node can be loaded (${node ?? gpu}); install one of them at version 4.22.0`,
+    );
+  }
+  if (choice === "wasm" || choice === "cpu") {
+    const failure = choice === "wasm" ? await registerWasm() : await registerCpu();
+    if (failure === undefined && (await activate(choice))) return { name: choice, reason: "requested" };
+    throw new BackendError(`Backend "${choice}" was requested but could not be initialised${failure ? ` (${failure})` : ""}`);
+  }
+  if (choice !== "auto") throw new BackendError(`Unknown backend "${String(choice)}"; expected "auto", "tensorflow", "wasm" or "cpu"`);
+
+  const gpu = await tryImport("@tensorflow/tfjs-node-gpu");
+  if (gpu === undefined && (await activate("tensorflow"))) return { name: "tensorflow", reason: "auto: @tensorflow/tfjs-node-gpu is installed" };
+  const node = await tryImport("@tensorflow/tfjs-node");
+  if (node === undefined && (await activate("tensorflow"))) return { name: "tensorflow", reason: "auto: @tensorflow/tfjs-node is installed" };
+  const noNode = "auto: @tensorflow/tfjs-node(-gpu) is not installed";
+  const wasm = await registerWasm();
+  if (wasm === undefined && (await activate("wasm"))) return { name: "wasm", reason: `${noNode}; wasm is available` };
+  const cpu = await registerCpu();
+  if (cpu === undefined && (await activate("cpu"))) return { name: "cpu", reason: `${noNode}; wasm could not be initialised` };
+  throw new BackendError("No tfjs backend could be initialised: install @tensorflow/tfjs-backend-wasm or @tensorflow/tfjs-backend-cpu");
+}

@@ -1,0 +1,440 @@
+/**
+ * Turbo's merge step for understanding models (spec/turbo.md, "The merge").
+ *
+ * Given one encoder block's token states, a similarity metric, the token sizes
+ * and the class token's attention row, `turboMerge()` removes r' tokens per
+ * sample by bipartite soft matching ranked by the information degree E, and
+ * returns the shorter sequence. Every sample loses the same number of tokens,
+ * so the result stays rectangular and its shape is known before it runs.
+ *
+ * Only tfjs-core ops with kernels on both the cpu and wasm backends are used:
+ * GatherNd, ScatterNd, BatchMatMul, Max, ArgMax, TopK, Sum, Square, Sqrt,
+ * Maximum, Add, Sub, Mul, RealDiv, Neg, IsNan, Select, ClipByValue, Cast,
+ * Slice, Concat, Reshape, Range, Identity (and Tile for default provenance).
+ * Rows move with GatherNd, never GatherV2: on wasm GatherV2 copies element by
+ * element and costs about a hundred times more. Select only ever picks
+ * float32 values: the wasm Select kernel writes 4-byte floats whatever the
+ * dtype, which corrupts the heap for bool outputs.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+
+/** How the redundancy R and the semantic value I combine into E. */
+export type Fusion = "S1" | "S2" | "S3" | "S4";
+
+/** The fusion strategies, in the paper's order. */
+export const FUSIONS: readonly Fusion[] = ["S1", "S2", "S3", "S4"];
+
+/**
+ * Added to c·I in the denominator of S2 so that a token the class token does
+ * not attend to at all (I = 0) gives a large finite E instead of ±∞ or NaN.
+ */
+export const S2_EPSILON = 1e-6;
+
+/**
+ * Lower bound on ‖metric‖ when normalising: a zero metric row gets cosine 0
+ * with every token instead of NaN.
+ */
+export const NORM_EPSILON = 1e-12;
+
+/** Options of {@linkcode turboMerge}. */
+export interface TurboMergeOptions {
+  /** Tokens to remove per sample (Υ of this block); clamped to what can merge. */
+  r: number;
+  /** Weight α of the semantic value. 0 gives ToMe. @default {5} */
+  alpha?: number;
+  /** Scale c that brings I (about 1/N) to the size of R. @default {30} */
+  scale?: number;
+  /** Fusion strategy. @default {"S1"} */
+  fusion?: Fusion;
+  /** Decay base β of S4. @default {1} */
+  beta?: number;
+  /** Block γ at which S4 weighs I fully. @default {0} */
+  gamma?: number;
+  /** Index ℓ of this merging block, counting from 0 (S4 only). @default {0} */
+  layer?: number;
+  /** Position 0 is a class token: it never merges. @default {true} */
+  cls?: boolean;
+  /** Position 1 is a distillation token: nothing merges into it. @default {false} */
+  distill?: boolean;
+  /**
+   * Return `sources`, the provenance matrix reduced like the tokens.
+   * @default {inputs.sources !== undefined}
+   */
+  trackSources?: boolean;
+}
+
+/** Inputs of {@linkcode turboMerge}. */
+export interface TurboMergeInputs {
+  /** Token states [B, N, D]. */
+  x: tf.Tensor3D;
+  /** Similarity metric [B, N, d] (keys averaged over heads, by default). */
+  metric: tf.Tensor3D;
+  /** How many original patches each token stands for [B, N, 1]. */
+  size: tf.Tensor3D;
+  /** Class token's attention row [B, N], or null for plain ToMe. */
+  clsAttn: tf.Tensor2D | null;
+  /**
+   * Provenance [B, N, P]: entry (b, i, p) is 1 when token i stands for
+   * original patch p. Defaults to the identity (P = N) when tracking.
+   */
+  sources?: tf.Tensor3D;
+}
+
+/** Result of {@linkcode turboMerge}; the caller owns (and disposes) every tensor. */
+export interface TurboMergeResult {
+  /** Token states [B, N − r', D]. */
+  x: tf.Tensor3D;
+  /** Token sizes [B, N − r', 1]. */
+  size: tf.Tensor3D;
+  /** Provenance [B, N − r', P], only when `trackSources` is on. */
+  sources?: tf.Tensor3D;
+}
+
+function assertCount(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(
+      `Invalid argument "${name}": expected a non-negative integer, got "${value}"`,
+    );
+  }
+}
+
+function assertFinite(name: string, value: number): void {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new RangeError(
+      `Invalid argument "${name}": expected a finite number, got "${value}"`,
+    );
+  }
+}
+
+function formatShape(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}
+
+/**
+ * The number of tokens r' that a merge with budget `r` removes from `n`
+ * tokens: min(r, ⌊(n − p)/2⌋) with p protected tokens (class, distillation),
+ * and 0 when no destination is left (n = 3 with a distillation token and no
+ * class token). Pure arithmetic, for the static planner.
+ *
+ * @example
+ * ```ts
+ * mergedCount(197, 16, { cls: true }); // 16
+ * mergedCount(5, 16, { cls: true }); // 2
+ * ```
+ */
+export function mergedCount(
+  n: number,
+  r: number,
+  options: { cls?: boolean; distill?: boolean } = {},
+): number {
+  assertCount("n", n);
+  assertCount("r", r);
+  const cls = options.cls ?? true;
+  const distill = options.distill ?? false;
+  const protectedCount = (cls ? 1 : 0) + (distill ? 1 : 0);
+  const destinations = Math.floor(n / 2) - (distill ? 1 : 0);
+  if (destinations <= 0) return 0;
+  return Math.max(0, Math.min(r, Math.floor((n - protectedCount) / 2)));
+}
+
+function validateInputs(inputs: TurboMergeInputs): [number, number] {
+  const { x, metric, size, clsAttn, sources } = inputs;
+  const tensors: [string, tf.Tensor | null | undefined][] = [
+    ["x", x],
+    ["metric", metric],
+    ["size", size],
+    ["clsAttn", clsAttn],
+    ["sources", sources],
+  ];
+  for (const [name, t] of tensors) {
+    if (t === null || t === undefined) {
+      if (name === "clsAttn" || name === "sources") continue;
+      throw new TypeError(`Invalid argument "${name}": expected a tensor, got "${t}"`);
+    }
+    if (!(t instanceof tf.Tensor)) {
+      throw new TypeError(`Invalid argument "${name}": expected a tensor, got "${typeof t}"`);
+    }
+    if (t.isDisposed) {
+      throw new TypeError(`Invalid argument "${name}": the tensor is disposed`);
+    }
+    if (t.dtype !== "float32") {
+      throw new TypeError(
+        `Invalid argument "${name}": expected dtype float32, got "${t.dtype}"`,
+      );
+    }
+  }
+  if (x.rank !== 3) {
+    throw new TypeError(
+      `Invalid argument "x": expected shape [B, N, D], got ${formatShape(x.shape)}`,
+    );
+  }
+  const [b, n] = x.shape;
+  if (metric.rank !== 3 || metric.shape[0] !== b || metric.shape[1] !== n) {
+    throw new TypeError(
+      `Invalid argument "metric": expected shape [${b}, ${n}, d] to match "x" ${
+        formatShape(x.shape)
+      }, got ${formatShape(metric.shape)}`,
+    );
+  }
+  if (size.rank !== 3 || size.shape[0] !== b || size.shape[1] !== n || size.shape[2] !== 1) {
+    throw new TypeError(
+      `Invalid argument "size": expected shape [${b}, ${n}, 1] to match "x" ${
+        formatShape(x.shape)
+      }, got ${formatShape(size.shape)}`,
+    );
+  }
+  if (clsAttn && (clsAttn.rank !== 2 || clsAttn.shape[0] !== b || clsAttn.shape[1] !== n)) {
+    throw new TypeError(
+      `Invalid argument "clsAttn": expected shape [${b}, ${n}] to match "x" ${
+        formatShape(x.shape)
+      }, got ${formatShape(clsAttn.shape)}`,
+    );
+  }
+  if (sources && (sources.rank !== 3 || sources.shape[0] !== b || sources.shape[1] !== n)) {
+    throw new TypeError(
+      `Invalid argument "sources": expected shape [${b}, ${n}, P] to match "x" ${
+        formatShape(x.shape)
+      }, got ${formatShape(sources.shape)}`,
+    );
+  }
+  return [b, n];
+}
+
+/** An int32 scalar: a plain number would promote int32 arithmetic to float32. */
+function int(value: number): tf.Scalar {
+  return tf.scalar(value, "int32");
+}
+
+/** The identity provenance [B, N, N]: every token stands for itself. */
+function identitySources(b: number, n: number): tf.Tensor3D {
+  return tf.tidy(() => tf.tile(tf.reshape(tf.eye(n), [1, n, n]), [b, 1, 1]) as tf.Tensor3D);
+}
+
+/**
+ * Merge r' = {@linkcode mergedCount}(N, r) tokens of every sample into their
+ * most similar partner, choosing the tokens with the highest information
+ * degree E (spec/turbo.md):
+ *
+ * 1. m = metric / ‖metric‖; A = even positions, B = odd positions.
+ * 2. R_a = max_b cos(m_a, m_b), dst_a = the first b reaching it.
+ * 3. E_a from R_a and I_a = clsAttn at a by the fusion S1–S4
+ *    (E = R when clsAttn is null, or when α = 0 for S1, S3 and S4).
+ * 4. The r' tokens of A with the highest E (ties: lower position first; the
+ *    class token never) merge into their dst by size-weighted average.
+ * 5. Output: unmerged A in order, then B in order; a distillation token is
+ *    moved to position 1 so that it keeps its place for the next block.
+ *
+ * With r' = 0 the result equals the input in its original order. Inputs are
+ * not disposed; every returned tensor is new and owned by the caller.
+ *
+ * @example
+ * ```ts
+ * const out = turboMerge({ x, metric, size, clsAttn }, { r: 16 });
+ * out.x.shape; // [B, N − 16, D]
+ * ```
+ */
+export function turboMerge(
+  inputs: TurboMergeInputs,
+  options: TurboMergeOptions,
+): TurboMergeResult {
+  const [batch, n] = validateInputs(inputs);
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`Invalid argument "options": expected an object, got "${options}"`);
+  }
+  const {
+    r,
+    alpha = 5,
+    scale = 30,
+    fusion = "S1",
+    beta = 1,
+    gamma = 0,
+    layer = 0,
+    cls = true,
+    distill = false,
+  } = options;
+  assertCount("r", r);
+  assertFinite("alpha", alpha);
+  assertFinite("scale", scale);
+  assertFinite("beta", beta);
+  assertFinite("gamma", gamma);
+  assertFinite("layer", layer);
+  if (!FUSIONS.includes(fusion)) {
+    throw new TypeError(
+      `Invalid argument "fusion": expected "S1", "S2", "S3" or "S4", got "${fusion}"`,
+    );
+  }
+  const track = options.trackSources ?? inputs.sources !== undefined;
+  const merged = mergedCount(n, r, { cls, distill });
+
+  // tf.tidy keeps the returned tensors and disposes everything else.
+  const [mergedX, mergedSize, mergedSources] = tf.tidy((): tf.Tensor3D[] => {
+    if (merged === 0) {
+      const copies = [tf.clone(inputs.x), tf.clone(inputs.size)];
+      if (track) copies.push(inputs.sources ? tf.clone(inputs.sources) : identitySources(batch, n));
+      return copies;
+    }
+    const sources = track ? (inputs.sources ?? identitySources(batch, n)) : null;
+    return mergeTokens({ ...inputs, sources }, {
+      batch,
+      n,
+      merged,
+      alpha,
+      scale,
+      fusion,
+      attentionWeight: Math.pow(beta, Math.abs(gamma - layer)),
+      cls,
+      distill,
+    });
+  });
+  return mergedSources
+    ? { x: mergedX, size: mergedSize, sources: mergedSources }
+    : { x: mergedX, size: mergedSize };
+}
+
+/** E is clipped to ±DEGREE_LIMIT (NaN to −DEGREE_LIMIT) so that it sorts totally. */
+const DEGREE_LIMIT = 1e38;
+/** The class token's E: below every clipped E, so it always sorts last. */
+const CLASS_DEGREE = -3e38;
+
+interface MergePlan {
+  batch: number;
+  n: number;
+  merged: number;
+  alpha: number;
+  scale: number;
+  fusion: Fusion;
+  /** β^|γ − ℓ| of S4. */
+  attentionWeight: number;
+  cls: boolean;
+  distill: boolean;
+}
+
+/**
+ * Rows of a [rows, ...] table, by an int32 tensor of row numbers. GatherNd
+ * copies whole rows, which on the wasm backend is about a hundred times
+ * faster than GatherV2 (element by element).
+ */
+function takeRows(table: tf.Tensor, rows: tf.Tensor): tf.Tensor {
+  return tf.gatherND(table, tf.reshape(rows, [-1, 1]));
+}
+
+/** Body of {@linkcode turboMerge} for r' > 0; runs inside its tf.tidy. */
+function mergeTokens(
+  inputs: Omit<TurboMergeInputs, "sources"> & { sources: tf.Tensor3D | null },
+  plan: MergePlan,
+): tf.Tensor3D[] {
+  const { x, metric, size, clsAttn, sources } = inputs;
+  const { batch, n, merged, alpha, scale, fusion, cls, distill } = plan;
+  const nA = Math.ceil(n / 2);
+  const nB = Math.floor(n / 2);
+  const kept = nA - merged;
+  const width = x.shape[2];
+
+  // Row numbers into the [B·N, ·] views of the inputs, all int32 [B, ·].
+  const batchIndex = tf.reshape(tf.range(0, batch, 1, "int32"), [batch, 1]);
+  const rowBase = tf.mul(batchIndex, int(n)); // first row of each sample
+  const positionA = tf.reshape(tf.range(0, nA, 1, "int32"), [1, nA]);
+  const positionB = tf.reshape(tf.range(0, nB, 1, "int32"), [1, nB]);
+  const rowsA = tf.add(rowBase, tf.mul(positionA, int(2))); // [B, nA]
+  const rowsB = tf.add(rowBase, tf.add(tf.mul(positionB, int(2)), int(1))); // [B, nB]
+
+  // 1–2. Cosine similarity between the sets; best partner in B (first max).
+  const metricRows = tf.reshape(metric, [batch * n, metric.shape[2]]);
+  const norm = tf.sqrt(tf.sum(tf.square(metricRows), 1, true));
+  const unit = tf.div(metricRows, tf.maximum(norm, NORM_EPSILON));
+  const unitA = tf.reshape(takeRows(unit, rowsA), [batch, nA, -1]);
+  const unitB = tf.reshape(takeRows(unit, rowsB), [batch, nB, -1]);
+  let scores: tf.Tensor3D = tf.matMul(unitA, unitB, false, true); // [B, nA, nB]
+  if (distill) {
+    const column = new Float32Array(nB);
+    column[0] = -Infinity; // the distillation token is never a destination
+    scores = tf.add(scores, tf.tensor1d(column));
+  }
+  const redundancy: tf.Tensor2D = tf.max(scores, 2); // R, [B, nA]
+  const destination: tf.Tensor2D = tf.argMax(scores, 2); // dst, [B, nA]
+
+  // 3. Information degree E.
+  let degree = redundancy;
+  if (clsAttn !== null && (fusion === "S2" || alpha !== 0)) {
+    const value = tf.reshape(takeRows(tf.reshape(clsAttn, [batch * n]), rowsA), [batch, nA]); // I
+    switch (fusion) {
+      case "S1":
+        degree = tf.sub(redundancy, tf.mul(value, alpha * scale));
+        break;
+      case "S2":
+        degree = tf.div(redundancy, tf.add(tf.mul(value, scale), S2_EPSILON));
+        break;
+      case "S3":
+        degree = tf.mul(redundancy, tf.sub(1, tf.mul(value, alpha * scale)));
+        break;
+      case "S4":
+        degree = tf.sub(redundancy, tf.mul(value, plan.attentionWeight * alpha * scale));
+        break;
+    }
+  }
+  degree = tf.clipByValue(tf.where(tf.isNaN(degree), -DEGREE_LIMIT, degree), -DEGREE_LIMIT, DEGREE_LIMIT);
+  if (cls) {
+    const column = new Float32Array(nA);
+    column[0] = 1;
+    const isClass = tf.tensor1d(column);
+    degree = tf.add(tf.mul(degree, tf.sub(1, isClass)), tf.mul(isClass, CLASS_DEGREE));
+  }
+
+  // 4. A in order of E, highest first. TopK breaks ties by lower index on the
+  // cpu and wasm backends (checked by the tests); E is finite, so it sorts totally.
+  const byDegree = tf.topk(degree, nA, true).indices; // [B, nA]
+  const sourceA = tf.slice(byDegree, [0, 0], [batch, merged]);
+  // The kept A tokens back in position order: sort their positions ascending.
+  const keptUnordered = tf.cast(tf.slice(byDegree, [0, merged], [batch, kept]), "float32");
+  const keptA = tf.cast(tf.neg(tf.topk(tf.neg(keptUnordered), kept, true).values), "int32");
+
+  // 5. Size-weighted average into each destination, written as
+  // x_d + Σ s_i (x_i − x_d) / S so that a destination that receives nothing
+  // keeps its x exactly.
+  const xRows = tf.reshape(x, [batch * n, width]);
+  const sizeRows = tf.reshape(size, [batch * n, 1]);
+  const sourceRows = tf.add(rowBase, tf.mul(sourceA, int(2))); // [B, r']
+  const target = tf.reshape(
+    takeRows(tf.reshape(destination, [batch * nA]), tf.add(tf.mul(batchIndex, int(nA)), sourceA)),
+    [batch, merged],
+  ); // [B, r'], index into B
+  const targetRows = tf.add(tf.mul(batchIndex, int(nB)), target); // rows of the [B·nB, ·] B side
+  const xB = takeRows(xRows, rowsB); // [B·nB, D]
+  const sizeB = takeRows(sizeRows, rowsB); // [B·nB, 1]
+  const movingSize = takeRows(sizeRows, sourceRows); // [B·r', 1]
+  const movingX = takeRows(xRows, sourceRows); // [B·r', D]
+  const pull = tf.mul(movingSize, tf.sub(movingX, takeRows(xB, targetRows)));
+  const scatterRows = tf.reshape(targetRows, [-1, 1]);
+  const newSizeB = tf.add(sizeB, tf.scatterND(scatterRows, movingSize, [batch * nB, 1]));
+  const newXB = tf.add(xB, tf.div(tf.scatterND(scatterRows, pull, [batch * nB, width]), newSizeB));
+
+  // Output rows: kept A then B, read from [original rows; new B rows].
+  const keptRows = tf.add(rowBase, tf.mul(keptA, int(2))); // [B, kept]
+  const newBRows = tf.add(tf.add(tf.mul(batchIndex, int(nB)), positionB), int(batch * n));
+  const outRows = distill
+    ? tf.concat([
+      tf.slice(keptRows, [0, 0], [batch, 1]),
+      tf.slice(newBRows, [0, 0], [batch, 1]), // the distillation token stays at position 1
+      tf.slice(keptRows, [0, 1], [batch, kept - 1]),
+      tf.slice(newBRows, [0, 1], [batch, nB - 1]),
+    ], 1)
+    : tf.concat([keptRows, newBRows], 1);
+  const shape = (channels: number): [number, number, number] => [batch, n - merged, channels];
+  const out = [
+    tf.reshape(takeRows(tf.concat([xRows, newXB], 0), outRows), shape(width)) as tf.Tensor3D,
+    tf.reshape(takeRows(tf.concat([sizeRows, newSizeB], 0), outRows), shape(1)) as tf.Tensor3D,
+  ];
+  if (sources) {
+    const p = sources.shape[2];
+    const provenance = tf.reshape(sources, [batch * n, p]);
+    const newSourcesB = tf.add(
+      takeRows(provenance, rowsB),
+      tf.scatterND(scatterRows, takeRows(provenance, sourceRows), [batch * nB, p]),
+    );
+    out.push(tf.reshape(takeRows(tf.concat([provenance, newSourcesB], 0), outRows), shape(p)) as tf.Tensor3D);
+  }
+  return out;
+}

@@ -1,0 +1,152 @@
+/**
+ * `load()` binds a compiled module to weights on a tfjs backend and returns a
+ * model whose `run()` executes the static program. Every weight name, shape
+ * and dtype, and every input, is checked against the plan first; a mismatch
+ * is a `LoadError` naming the parameter or input and both shapes.
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { selectBackend, type BackendChoice, type BackendInfo } from "./backend.ts";
+import { dimValue, formatPlanShape, predictedPeakBytes, type Plan } from "./plan.ts";
+import { fromHfVit, isHfVit, parseSafetensors, randomWeights, type WeightTensor } from "./weights/mod.ts";
+
+/** What turbo-compile's module exports. */
+export interface CompiledModule {
+  readonly plan: Plan;
+  readonly forward: (tfApi: typeof tf, w: Readonly<Record<string, tf.Tensor>>, inputs: Readonly<Record<string, tf.Tensor>>) => Record<string, tf.Tensor>;
+}
+
+export class LoadError extends Error {}
+
+export type WeightsSource =
+  | { readonly random: number }
+  | { readonly safetensors: Uint8Array; readonly source?: string }
+  | ReadonlyMap<string, WeightTensor | tf.Tensor>;
+
+export interface LoadOptions {
+  /** Weights: a parsed map, safetensors bytes (turbograph or Hugging Face ViT names), or `{ random: seed }`. */
+  weights: WeightsSource;
+  backend?: BackendChoice;
+}
+
+export interface ModelInfo {
+  readonly backend: BackendInfo;
+  readonly plan: Plan;
+}
+
+export interface Model {
+  readonly info: ModelInfo;
+  /** Runs the program; the caller owns (and disposes) the returned tensors. */
+  run(inputs: Readonly<Record<string, tf.Tensor>>): Record<string, tf.Tensor>;
+  /** Predicted peak activation bytes for a batch size, from the plan. */
+  predictedPeakBytes(batch: number): number;
+  /** Frees the weights. */
+  dispose(): void;
+}
+
+export function isCompiledModule(m: unknown): m is CompiledModule {
+  const c = m as CompiledModule;
+  return typeof m === "object" && m !== null && typeof c.forward === "function" && c.plan?.format === "turbograph.plan/1";
+}
+
+function shapeText(shape: readonly number[]): string {
+  return `[${shape.join(",")}]`;
+}
+
+function resolveWeights(plan: Plan, source: WeightsSource): Map<string, WeightTensor | tf.Tensor> {
+  if ("random" in source) return randomWeights(plan.params.map((p) => ({ name: p.name, shape: p.shape as number[] })), source.random);
+  if ("safetensors" in source) {
+    const parsed = parseSafetensors(source.safetensors, source.source ?? "<weights>");
+    return isHfVit(parsed.keys()) ? fromHfVit(parsed) : parsed;
+  }
+  return new Map(source);
+}
+
+/** Checks names, shapes and dtypes against the plan and uploads the weights. */
+function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>): Record<string, tf.Tensor> {
+  const problems: string[] = [];
+  const wanted = new Map(plan.params.map((p) => [p.name, p]));
+  for (const p of plan.params) {
+    const w = given.get(p.name);
+    if (w === undefined) {
+      problems.push(`missing weight "${p.name}" (expected shape ${formatPlanShape(p.shape)})`);
+      continue;
+    }
+    if (w instanceof tf.Tensor && w.dtype !== "float32") problems.push(`weight "${p.name}" has dtype ${w.dtype} but the plan expects float32`);
+    const shape = w.shape as number[];
+    if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) {
+      problems.push(`weight "${p.name}" has shape ${shapeText(shape)} but the plan expects ${formatPlanShape(p.shape)}`);
+    }
+  }
+  for (const name of given.keys()) if (!wanted.has(name)) problems.push(`unexpected weight "${name}" is not a parameter of ${plan.model}`);
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 12);
+    if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
+    throw new LoadError(`Weights do not match the plan of "${plan.model}":\n  ${shown.join("\n  ")}`);
+  }
+  const out: Record<string, tf.Tensor> = {};
+  for (const p of plan.params) {
+    const w = given.get(p.name)!;
+    out[p.name] = w instanceof tf.Tensor ? tf.clone(w) : tf.tensor(w.data, w.shape, "float32");
+  }
+  return out;
+}
+
+/** Checks inputs against the plan; returns the batch size. */
+function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tensor>>): number {
+  let batch: number | undefined;
+  for (const spec of plan.inputs) {
+    const t = inputs[spec.name];
+    if (t === undefined) throw new LoadError(`run(): missing input "${spec.name}" of shape ${formatPlanShape(spec.shape, plan.batchName)}`);
+    if (!(t instanceof tf.Tensor)) throw new LoadError(`run(): input "${spec.name}" is not a tf.Tensor`);
+    if (t.dtype !== "float32") throw new LoadError(`run(): input "${spec.name}" has dtype ${t.dtype} but float32 is expected`);
+    const bad = () => new LoadError(`run(): input "${spec.name}" has shape ${shapeText(t.shape)} but the plan expects ${formatPlanShape(spec.shape, plan.batchName)}`);
+    if (t.shape.length !== spec.shape.length) throw bad();
+    spec.shape.forEach((d, i) => {
+      const got = t.shape[i]!;
+      if (typeof d === "number") {
+        if (got !== d) throw bad();
+        return;
+      }
+      if (got % d.batch !== 0 || got === 0) throw bad();
+      const b = got / d.batch;
+      if (batch !== undefined && b !== batch) throw new LoadError(`run(): input "${spec.name}" has batch ${b} but another input has batch ${batch}`);
+      batch = b;
+    });
+  }
+  for (const name of Object.keys(inputs)) {
+    if (!plan.inputs.some((i) => i.name === name)) throw new LoadError(`run(): unexpected input "${name}"; the model takes ${plan.inputs.map((i) => `"${i.name}"`).join(", ")}`);
+  }
+  return batch ?? 1;
+}
+
+/** Loads a compiled module (the imported module object) with weights on a backend. */
+export async function loadModule(compiled: unknown, options: LoadOptions): Promise<Model> {
+  if (!isCompiledModule(compiled)) throw new LoadError("The given module is not a turbograph compiled model (it lacks `plan` or `forward`)");
+  const backend = await selectBackend(options.backend ?? "auto");
+  const plan = compiled.plan;
+  const weights = bindWeights(plan, resolveWeights(plan, options.weights));
+  let disposed = false;
+  return {
+    info: { backend, plan },
+    run(inputs) {
+      if (disposed) throw new LoadError("run(): the model was disposed");
+      const batch = checkInputs(plan, inputs);
+      const out = compiled.forward(tf, weights, inputs);
+      for (const o of plan.outputs) {
+        const t = out[o.name]!;
+        const want = o.shape.map((d) => dimValue(d, batch));
+        if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+          throw new Error(`internal: output "${o.name}" has shape ${shapeText(t.shape)} but the plan promised ${shapeText(want)}`);
+        }
+      }
+      return out;
+    },
+    predictedPeakBytes: (batch) => predictedPeakBytes(plan, batch),
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      for (const t of Object.values(weights)) t.dispose();
+    },
+  };
+}

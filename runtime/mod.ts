@@ -1,0 +1,31 @@
+/**
+ * The runtime: load a compiled module with weights on a tfjs backend and run it.
+ * `load()` reads from the file system (Node); `loadModule()` takes an already
+ * imported module and weights in memory (any runtime with web APIs).
+ */
+
+import { loadModule, LoadError, type LoadOptions, type Model } from "./load.ts";
+import { importCompiled, readBytes } from "./node_io.ts";
+
+export { selectBackend, BackendError } from "./backend.ts";
+export type { BackendChoice, BackendInfo, BackendName } from "./backend.ts";
+export { isCompiledModule, LoadError, loadModule } from "./load.ts";
+export type { CompiledModule, LoadOptions, Model, ModelInfo, WeightsSource } from "./load.ts";
+export { predictedPeakBytes } from "./plan.ts";
+export type { Plan } from "./plan.ts";
+export * from "./weights/mod.ts";
+
+export interface LoadFromDiskOptions extends Omit<LoadOptions, "weights"> {
+  /** A .safetensors path, or `{ random: seed }`, or any in-memory weights source. */
+  weights: string | LoadOptions["weights"];
+}
+
+/** Loads a compiled directory (from `turbo-compile --out DIR`) with weights. */
+export async function load(compiledDir: string, options: LoadFromDiskOptions): Promise<Model> {
+  const module = await importCompiled(compiledDir);
+  const weights = typeof options.weights === "string"
+    ? { safetensors: await readBytes(options.weights), source: options.weights }
+    : options.weights;
+  if (weights === undefined) throw new LoadError("load(): no weights given");
+  return loadModule(module, { ...options, weights });
+}
