@@ -18,8 +18,18 @@ export interface SourceLoc {
   readonly col: number;
 }
 
-/** A user error with a location. `context` holds extra lines (e.g. IR around a node). */
+const compileErrorBrand = Symbol.for("turbograph.CompileError");
+
+/**
+ * A user error with a location. `context` holds extra lines (e.g. IR around a
+ * node). `instanceof` works across copies of this module (a spec loaded through
+ * another loader gets its own copy), by brand rather than by prototype.
+ */
 export class CompileError extends Error {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[compileErrorBrand] === true;
+  }
+  readonly [compileErrorBrand] = true;
   readonly loc: SourceLoc | undefined;
   readonly context: readonly string[];
   constructor(message: string, loc?: SourceLoc, context: readonly string[] = []) {
@@ -80,7 +90,11 @@ function sourceLine(loc: SourceLoc): string | undefined {
  * `libraryDirs` are absolute directory paths whose frames are skipped.
  */
 export function callerLoc(libraryDirs: readonly string[]): SourceLoc | undefined {
-  const stack = new Error().stack ?? "";
+  return stackLoc(new Error().stack ?? "", libraryDirs);
+}
+
+/** The first frame of a stack trace that lies outside `libraryDirs` (and node internals). */
+export function stackLoc(stack: string, libraryDirs: readonly string[]): SourceLoc | undefined {
   for (const raw of stack.split("\n").slice(1)) {
     const m = /\(?((?:file:\/\/)?[^\s()]+):(\d+):(\d+)\)?\s*$/.exec(raw.trim());
     if (m === null) continue;

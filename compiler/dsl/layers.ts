@@ -25,6 +25,16 @@ export interface LinearOptions {
 export function linear(x: Tensor, out: number, o: LinearOptions): Tensor {
   const width = staticWidth("linear", x);
   if (!Number.isInteger(out) || out <= 0) throw new CompileError(`linear "${o.name}": output width ${out} must be a positive integer`, here());
+  const known = currentTrace("linear").builder.params.get(`${o.name}.weight`);
+  if (known !== undefined && (known.shape[0] !== width || known.shape[1] !== out)) {
+    const [kin, kout] = known.shape;
+    throw new CompileError(
+      kin !== width
+        ? `linear "${o.name}": input has width ${width} but the weight expects ${kin} (weight ${formatShape(known.shape)} is shared by name)`
+        : `linear "${o.name}": output width ${out} differs from the shared weight's ${kout}`,
+      here(),
+    );
+  }
   const w = param(`${o.name}.weight`, [width, out], "linear");
   if (o.bias === false) return emit("linear", [x, w], {});
   return emit("linear", [x, w, param(`${o.name}.bias`, [out], "linear")], {});

@@ -7,7 +7,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { callerLoc, CompileError, type SourceLoc } from "../diagnostics.ts";
+import { callerLoc, CompileError, stackLoc, type SourceLoc } from "../diagnostics.ts";
 import { GraphBuilder, type Graph, type Operand } from "../ir/graph.ts";
 import type { Op, OpAttrs } from "../ir/ops.ts";
 import { formatType, type Dim, type Shape, type TensorType } from "../ir/types.ts";
@@ -15,8 +15,18 @@ import { formatType, type Dim, type Shape, type TensorType } from "../ir/types.t
 /** Frames inside the compiler are library frames; locations skip them. */
 const libraryDir = fileURLToPath(new URL("..", import.meta.url));
 
-/** A symbolic tensor inside a trace. */
+const tensorBrand = Symbol.for("turbograph.Tensor");
+
+/**
+ * A symbolic tensor inside a trace. Like the active trace below, it is
+ * recognised by brand, so a spec that loaded its own copy of the DSL (through
+ * another module loader) still traces into the compiler's graph.
+ */
 export class Tensor {
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[tensorBrand] === true;
+  }
+  readonly [tensorBrand] = true;
   /** @internal */
   constructor(readonly trace: Trace, readonly id: number) {}
   get type(): TensorType {
@@ -68,7 +78,13 @@ export class Trace {
   }
 }
 
-let active: Trace | undefined;
+/** The running trace lives on globalThis so every copy of this module sees it. */
+const activeKey = Symbol.for("turbograph.activeTrace");
+const shared = globalThis as unknown as Record<symbol, Trace | undefined>;
+const getActive = (): Trace | undefined => shared[activeKey];
+const setActive = (t: Trace | undefined): void => {
+  shared[activeKey] = t;
+};
 
 /** The location of the user's line that called the current builder. */
 export function here(): SourceLoc | undefined {
@@ -77,6 +93,7 @@ export function here(): SourceLoc | undefined {
 
 /** The active trace; builders called outside `model()` get a located error. */
 export function currentTrace(builder: string): Trace {
+  const active = getActive();
   if (active === undefined) {
     throw new CompileError(`${builder}: called outside a model; call builders inside the function given to model()`, here());
   }
@@ -140,16 +157,30 @@ export function input(name: string, shape: readonly (number | string)[]): Tensor
   return new Tensor(t, id);
 }
 
+/**
+ * An exception thrown by the user's own code inside a spec (not by a builder)
+ * is a user error located at the spec's throwing line; one thrown from inside
+ * the compiler is left alone and surfaces as `internal:`.
+ */
+function asSpecError(e: unknown, spec: ModelSpec): unknown {
+  if (e instanceof CompileError || !(e instanceof Error)) return e;
+  const top = stackLoc(e.stack ?? "", []);
+  if (top !== undefined && top.file.startsWith(libraryDir)) return e;
+  return new CompileError(`model "${spec.name}": the spec threw ${e.name}: ${e.message}`, top ?? spec.loc);
+}
+
 /** Traces a model spec into a graph. Shape errors point at the spec's line. */
 export function trace(spec: ModelSpec): Graph {
-  if (active !== undefined) throw new CompileError(`model "${spec.name}": trace() cannot be nested inside another model`, spec.loc);
+  if (getActive() !== undefined) throw new CompileError(`model "${spec.name}": trace() cannot be nested inside another model`, spec.loc);
   const t = new Trace(spec.name, spec.batch);
-  active = t;
+  setActive(t);
   let outputs: Record<string, Tensor>;
   try {
     outputs = spec.build();
+  } catch (e) {
+    throw asSpecError(e, spec);
   } finally {
-    active = undefined;
+    setActive(undefined);
   }
   if (typeof outputs !== "object" || outputs === null || Object.keys(outputs).length === 0) {
     throw new CompileError(`model "${spec.name}": the build function must return an object of named output tensors`, spec.loc);

@@ -150,9 +150,11 @@ function validateInputs(inputs: TurboMergeInputs): [number, number] {
     ["sources", sources],
   ];
   for (const [name, t] of tensors) {
+    if (name === "clsAttn" && t === null) continue;
+    if (name === "sources" && t === undefined) continue;
     if (t === null || t === undefined) {
-      if (name === "clsAttn" || name === "sources") continue;
-      throw new TypeError(`Invalid argument "${name}": expected a tensor, got "${t}"`);
+      const expected = name === "clsAttn" ? "a tensor or null" : "a tensor";
+      throw new TypeError(`Invalid argument "${name}": expected ${expected}, got "${t}"`);
     }
     if (!(t instanceof tf.Tensor)) {
       throw new TypeError(`Invalid argument "${name}": expected a tensor, got "${typeof t}"`);
@@ -266,6 +268,12 @@ export function turboMerge(
       `Invalid argument "fusion": expected "S1", "S2", "S3" or "S4", got "${fusion}"`,
     );
   }
+  const attentionWeight = Math.pow(beta, Math.abs(gamma - layer));
+  if (!Number.isFinite(attentionWeight)) {
+    throw new RangeError(
+      `Invalid argument "beta": expected beta^|gamma − layer| to be finite, got "${attentionWeight}"`,
+    );
+  }
   const track = options.trackSources ?? inputs.sources !== undefined;
   const merged = mergedCount(n, r, { cls, distill });
 
@@ -277,6 +285,13 @@ export function turboMerge(
       return copies;
     }
     const sources = track ? (inputs.sources ?? identitySources(batch, n)) : null;
+    if (batch === 0) {
+      // Nothing to compare; only the shapes change.
+      const empty = (channels: number) => tf.zeros([0, n - merged, channels]) as tf.Tensor3D;
+      const out = [empty(inputs.x.shape[2]), empty(1)];
+      if (sources) out.push(empty(sources.shape[2]));
+      return out;
+    }
     return mergeTokens({ ...inputs, sources }, {
       batch,
       n,
@@ -284,7 +299,7 @@ export function turboMerge(
       alpha,
       scale,
       fusion,
-      attentionWeight: Math.pow(beta, Math.abs(gamma - layer)),
+      attentionWeight,
       cls,
       distill,
     });
@@ -321,6 +336,19 @@ function takeRows(table: tf.Tensor, rows: tf.Tensor): tf.Tensor {
   return tf.gatherND(table, tf.reshape(rows, [-1, 1]));
 }
 
+/** An int32 [rows, columns] tensor with entry (i, j) = value(i, j). */
+function rowTable(
+  rows: number,
+  columns: number,
+  value: (i: number, j: number) => number,
+): tf.Tensor2D {
+  const data = new Int32Array(rows * columns);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < columns; j++) data[i * columns + j] = value(i, j);
+  }
+  return tf.tensor2d(data, [rows, columns], "int32");
+}
+
 /** Body of {@linkcode turboMerge} for r' > 0; runs inside its tf.tidy. */
 function mergeTokens(
   inputs: Omit<TurboMergeInputs, "sources"> & { sources: tf.Tensor3D | null },
@@ -333,13 +361,11 @@ function mergeTokens(
   const kept = nA - merged;
   const width = x.shape[2];
 
-  // Row numbers into the [B·N, ·] views of the inputs, all int32 [B, ·].
-  const batchIndex = tf.reshape(tf.range(0, batch, 1, "int32"), [batch, 1]);
-  const rowBase = tf.mul(batchIndex, int(n)); // first row of each sample
-  const positionA = tf.reshape(tf.range(0, nA, 1, "int32"), [1, nA]);
-  const positionB = tf.reshape(tf.range(0, nB, 1, "int32"), [1, nB]);
-  const rowsA = tf.add(rowBase, tf.mul(positionA, int(2))); // [B, nA]
-  const rowsB = tf.add(rowBase, tf.add(tf.mul(positionB, int(2)), int(1))); // [B, nB]
+  // Row numbers into the [B·N, ·] views of the inputs, int32 [B, ·]; those
+  // that depend only on the shapes are built here rather than by kernels.
+  const rowBase = rowTable(batch, 1, (b) => b * n); // first row of each sample
+  const rowsA = rowTable(batch, nA, (b, a) => b * n + 2 * a);
+  const rowsB = rowTable(batch, nB, (b, j) => b * n + 2 * j + 1);
 
   // 1–2. Cosine similarity between the sets; best partner in B (first max).
   const metricRows = tf.reshape(metric, [batch * n, metric.shape[2]]);
@@ -375,7 +401,8 @@ function mergeTokens(
         break;
     }
   }
-  degree = tf.clipByValue(tf.where(tf.isNaN(degree), -DEGREE_LIMIT, degree), -DEGREE_LIMIT, DEGREE_LIMIT);
+  degree = tf.where(tf.isNaN(degree), -DEGREE_LIMIT, degree);
+  degree = tf.clipByValue(degree, -DEGREE_LIMIT, DEGREE_LIMIT);
   if (cls) {
     const column = new Float32Array(nA);
     column[0] = 1;
@@ -397,11 +424,13 @@ function mergeTokens(
   const xRows = tf.reshape(x, [batch * n, width]);
   const sizeRows = tf.reshape(size, [batch * n, 1]);
   const sourceRows = tf.add(rowBase, tf.mul(sourceA, int(2))); // [B, r']
+  const destinationRows = tf.add(rowTable(batch, 1, (b) => b * nA), sourceA);
   const target = tf.reshape(
-    takeRows(tf.reshape(destination, [batch * nA]), tf.add(tf.mul(batchIndex, int(nA)), sourceA)),
+    takeRows(tf.reshape(destination, [batch * nA]), destinationRows),
     [batch, merged],
   ); // [B, r'], index into B
-  const targetRows = tf.add(tf.mul(batchIndex, int(nB)), target); // rows of the [B·nB, ·] B side
+  // Rows of the [B·nB, ·] B side that receive the sources.
+  const targetRows = tf.add(rowTable(batch, 1, (b) => b * nB), target);
   const xB = takeRows(xRows, rowsB); // [B·nB, D]
   const sizeB = takeRows(sizeRows, rowsB); // [B·nB, 1]
   const movingSize = takeRows(sizeRows, sourceRows); // [B·r', 1]
@@ -413,7 +442,7 @@ function mergeTokens(
 
   // Output rows: kept A then B, read from [original rows; new B rows].
   const keptRows = tf.add(rowBase, tf.mul(keptA, int(2))); // [B, kept]
-  const newBRows = tf.add(tf.add(tf.mul(batchIndex, int(nB)), positionB), int(batch * n));
+  const newBRows = rowTable(batch, nB, (b, j) => batch * n + b * nB + j);
   const outRows = distill
     ? tf.concat([
       tf.slice(keptRows, [0, 0], [batch, 1]),
@@ -434,7 +463,8 @@ function mergeTokens(
       takeRows(provenance, rowsB),
       tf.scatterND(scatterRows, takeRows(provenance, sourceRows), [batch * nB, p]),
     );
-    out.push(tf.reshape(takeRows(tf.concat([provenance, newSourcesB], 0), outRows), shape(p)) as tf.Tensor3D);
+    const allSources = tf.concat([provenance, newSourcesB], 0);
+    out.push(tf.reshape(takeRows(allSources, outRows), shape(p)) as tf.Tensor3D);
   }
   return out;
 }
