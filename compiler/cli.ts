@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { compileGraph, type Compiled } from "./compile.ts";
 import { CompileError, formatError } from "./diagnostics.ts";
 import { isModelSpec, trace, type ModelSpec } from "./dsl/trace.ts";
+import type { TurboOptions } from "./passes/insert_turbo.ts";
 import { formatReport } from "./report.ts";
 
 const usage = `Usage: turbo-compile <spec.ts> [options]
@@ -26,6 +27,11 @@ Options:
   --out DIR        output directory (default: compiled/<model name>)
   --emit LIST      comma-separated outputs: ts (model.ts + model.js), ir (*.tir), plan (plan.json, plan.txt)
                    (default: ts,ir,plan)
+  --turbo SETTINGS insert Turbo merges (spec/turbo.md), e.g. r=16,threshold=40,alpha=5,fusion=S1
+                   r=N (every block) | r=N:N:…:N (one per block) | r=N,inflect=X (ToMe's schedule)
+                   threshold=N  alpha=X  scale=X  fusion=S1|S2|S3|S4  beta=X  gamma=N
+                   metric=keys|queries  skip=I:J  cls=true|false  distill=true|false
+                   sizes=true (outputs size.<block>)  sources=true (output sources)
   -h, --help       show this help
 `;
 
@@ -38,6 +44,65 @@ export interface CliOptions {
   batch: number;
   out: string | undefined;
   emit: Set<EmitKind>;
+  turbo: TurboOptions | undefined;
+}
+
+/** Parses `--turbo r=16,threshold=40,…` into pass options; every mistake names the key. */
+export function parseTurbo(text: string): TurboOptions {
+  const entries = new Map<string, string>();
+  for (const part of text.split(",")) {
+    const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(part);
+    if (m === null) throw new CompileError(`--turbo: "${part}" is not key=value`);
+    if (entries.has(m[1]!)) throw new CompileError(`--turbo: ${m[1]} is given twice`);
+    entries.set(m[1]!, m[2]!);
+  }
+  const num = (key: string, integer = false): number | undefined => {
+    const v = entries.get(key);
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) throw new CompileError(`--turbo ${key}="${v}" must be ${integer ? "an integer" : "a number"}`);
+    return x;
+  };
+  const bool = (key: string): boolean | undefined => {
+    const v = entries.get(key);
+    if (v === undefined) return undefined;
+    if (v !== "true" && v !== "false") throw new CompileError(`--turbo ${key}="${v}" must be true or false`);
+    return v === "true";
+  };
+  const list = (key: string): number[] | undefined => entries.get(key)?.split(":").map((x) => {
+    const n = Number(x);
+    if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`--turbo ${key}: "${x}" is not an integer`);
+    return n;
+  });
+  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "sizes", "sources"];
+  for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`--turbo: unknown setting "${key}"; known: ${known.join(", ")}`);
+  const rList = list("r");
+  if (rList === undefined) throw new CompileError("--turbo needs r=N (tokens merged per block)");
+  const inflect = num("inflect");
+  let r: TurboOptions["r"] = rList.length === 1 ? rList[0]! : rList;
+  if (inflect !== undefined) {
+    if (rList.length !== 1) throw new CompileError("--turbo inflect needs a single r");
+    r = { r: rList[0]!, inflect };
+  }
+  const fusion = entries.get("fusion");
+  const metric = entries.get("metric");
+  const o: TurboOptions = { r };
+  const set = <K extends keyof TurboOptions>(k: K, v: TurboOptions[K] | undefined) => {
+    if (v !== undefined) o[k] = v;
+  };
+  set("threshold", num("threshold", true));
+  set("alpha", num("alpha"));
+  set("scale", num("scale"));
+  set("fusion", fusion as TurboOptions["fusion"]);
+  set("beta", num("beta"));
+  set("gamma", num("gamma", true));
+  set("metric", metric as TurboOptions["metric"]);
+  set("skip", list("skip"));
+  set("cls", bool("cls"));
+  set("distill", bool("distill"));
+  set("reportSizes", bool("sizes"));
+  set("trackSources", bool("sources"));
+  return o;
 }
 
 /** Parses argv; bad options are CompileErrors (exit 2). */
@@ -52,6 +117,7 @@ export function parseCli(argv: readonly string[]): CliOptions | "help" {
         batch: { type: "string" },
         out: { type: "string" },
         emit: { type: "string" },
+        turbo: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -70,7 +136,8 @@ export function parseCli(argv: readonly string[]): CliOptions | "help" {
     if (!(emitKinds as readonly string[]).includes(kind)) throw new CompileError(`--emit "${kind}" is not one of ${emitKinds.join(", ")}`);
     emit.add(kind as EmitKind);
   }
-  return { spec: parsed.positionals[0]!, model: v.model, batch, out: v.out, emit };
+  const turbo = v.turbo === undefined ? undefined : parseTurbo(v.turbo);
+  return { spec: parsed.positionals[0]!, model: v.model, batch, out: v.out, emit, turbo };
 }
 
 /** Imports a spec file (TypeScript through tsx) and picks the model export. */
@@ -119,7 +186,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 0;
     }
     const spec = await loadSpec(o.spec, o.model);
-    const compiled = compileGraph(trace(spec), { source: o.spec });
+    const compiled = compileGraph(trace(spec), o.turbo === undefined ? { source: o.spec } : { source: o.spec, turbo: o.turbo });
     const dir = o.out ?? join("compiled", spec.name);
     const files = write(dir, compiled, o);
     process.stdout.write(formatReport(compiled.plan, o.batch));

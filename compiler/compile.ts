@@ -1,7 +1,7 @@
 /**
  * The compile pipeline, one flat list of named steps:
  *
- *   trace ─▶ infer_shapes ─▶ dce ─▶ decompose_attention ─▶ canonicalize ─▶ cse ─▶ dce
+ *   trace ─▶ infer_shapes ─▶ dce ─▶ insert_turbo ─▶ decompose_attention ─▶ canonicalize ─▶ cse ─▶ dce
  *         ─▶ cost ─▶ lower ─▶ plan_memory ─▶ emit_ts
  *
  * Every graph pass is a pure `(graph) → graph` function; with `verify: true`
@@ -22,6 +22,7 @@ import { cse } from "./passes/cse.ts";
 import { dce } from "./passes/dce.ts";
 import { decomposeAttention } from "./passes/decompose_attention.ts";
 import { inferShapes } from "./passes/infer_shapes.ts";
+import { insertTurbo, type TurboOptions } from "./passes/insert_turbo.ts";
 import { planMemory } from "./passes/plan_memory.ts";
 
 export interface CompileOptions {
@@ -29,6 +30,8 @@ export interface CompileOptions {
   verify?: boolean;
   /** Shown in the generated module's header. */
   source?: string;
+  /** Insert Turbo merges (spec/turbo.md); omitted or r = 0 everywhere: no merging. */
+  turbo?: TurboOptions;
 }
 
 export interface Compiled {
@@ -45,10 +48,11 @@ export interface Compiled {
 
 type Pass = readonly [name: string, run: (g: Graph) => Graph];
 
-/** The graph passes, in order. */
-export const pipeline: readonly Pass[] = [
+/** The graph passes, in order, for the given options. */
+export const pipeline = (options: CompileOptions = {}): readonly Pass[] => [
   ["infer_shapes", (g) => inferShapes(g)],
   ["dce", dce],
+  ...(options.turbo === undefined ? [] : [["insert_turbo", (g: Graph) => insertTurbo(g, options.turbo!)] as const]),
   ["decompose_attention", decomposeAttention],
   ["canonicalize", canonicalize],
   ["cse", cse],
@@ -69,8 +73,9 @@ const planShape = (s: Shape): PlanDim[] => s.map((d) => (typeof d === "number" ?
 /** Compiles a traced graph: passes, cost, lowering, memory plan, module text. */
 export function compileGraph(traced: Graph, options: CompileOptions = {}): Compiled {
   if (options.verify) verify(traced, "trace");
-  const graph = runPasses(traced, pipeline, options);
+  const graph = runPasses(traced, pipeline(options), options);
   const costs = cost(graph);
+  const baseline = options.turbo === undefined ? costs : cost(runPasses(traced, pipeline({}), {}));
   const { program, memory } = planMemory(lower(graph));
   let weightBytes = 0;
   for (const p of graph.params.values()) weightBytes += 4 * p.shape.reduce((a, b) => a * b, 1);
@@ -82,7 +87,12 @@ export function compileGraph(traced: Graph, options: CompileOptions = {}): Compi
     outputs: program.outputs.map((o) => ({ name: o.name, shape: planShape(o.shape), dtype: "float32" })),
     params: [...graph.params].map(([name, p]) => ({ name, shape: [...p.shape], dtype: "float32" })),
     flops: costs.total.flops,
-    blocks: costs.blocks.map((b) => ({ name: b.name, tokensIn: b.tokensIn ?? null, tokensOut: b.tokensOut ?? null, flops: b.flops })),
+    blocks: costs.blocks.map((b) => ({ name: b.name, tokensIn: b.tokensIn ?? null, tokensOut: b.tokensOut ?? null, merged: b.merged, flops: b.flops })),
+    turbo: options.turbo === undefined ? null : {
+      options: options.turbo,
+      baselineFlops: baseline.total.flops,
+      flopsRatio: baseline.total.flops.perBatch / costs.total.flops.perBatch,
+    },
     memory: { weightBytes, liveBytes: memory.liveBytes },
     kernels: program.steps.length,
   };

@@ -8,13 +8,23 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend, type BackendChoice, type BackendInfo } from "./backend.ts";
 import { dimValue, formatPlanShape, predictedPeakBytes, type Plan } from "./plan.ts";
+import { turboMerge } from "./kernels/turbo_merge.ts";
 import { fromHfVit, isHfVit, parseSafetensors, randomWeights, type WeightTensor } from "./weights/mod.ts";
 
 /** What turbo-compile's module exports. */
 export interface CompiledModule {
   readonly plan: Plan;
-  readonly forward: (tfApi: typeof tf, w: Readonly<Record<string, tf.Tensor>>, inputs: Readonly<Record<string, tf.Tensor>>) => Record<string, tf.Tensor>;
+  readonly forward: (
+    tfApi: typeof tf,
+    w: Readonly<Record<string, tf.Tensor>>,
+    inputs: Readonly<Record<string, tf.Tensor>>,
+    kernels: Kernels,
+  ) => Record<string, tf.Tensor>;
 }
+
+/** Runtime kernels a compiled program may call besides tfjs ops. */
+export const kernels = { turboMerge } as const;
+export type Kernels = typeof kernels;
 
 export class LoadError extends Error {}
 
@@ -132,7 +142,7 @@ export async function loadModule(compiled: unknown, options: LoadOptions): Promi
     run(inputs) {
       if (disposed) throw new LoadError("run(): the model was disposed");
       const batch = checkInputs(plan, inputs);
-      const out = compiled.forward(tf, weights, inputs);
+      const out = compiled.forward(tf, weights, inputs, kernels);
       for (const o of plan.outputs) {
         const t = out[o.name]!;
         const want = o.shape.map((d) => dimValue(d, batch));

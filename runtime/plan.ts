@@ -24,6 +24,8 @@ export interface PlanBlock {
   readonly name: string;
   readonly tokensIn: number | null;
   readonly tokensOut: number | null;
+  /** Tokens the block's Turbo merge removes (0 without merging). */
+  readonly merged: number;
   readonly flops: PlanLinear;
 }
 
@@ -47,6 +49,13 @@ export interface Plan {
     readonly liveBytes: readonly PlanLinear[];
   };
   readonly kernels: number;
+  /** Turbo's settings and the FLOPs of the same model without merging; null when compiled without. */
+  readonly turbo: {
+    readonly options: unknown;
+    readonly baselineFlops: PlanLinear;
+    /** Baseline FLOPs / merged FLOPs, per sample. */
+    readonly flopsRatio: number;
+  } | null;
 }
 
 export function dimValue(d: PlanDim, batch: number): number {

@@ -25,6 +25,15 @@ export const opDocs = {
   matmul: "a·b over the last two axes, batched over the leading ones; no transposed operands",
   attention:
     "multi-head scaled dot-product attention of projected q [B,N,D], k and v [B,M,D]; optional size [B,M,1] adds log(size) to the logits",
+  cls_attention:
+    "the class token's attention row over the keys of q [B,N,D], k [B,M,D] (softmax after the optional log(size) bias), averaged over heads → [B,M]",
+  // ── Turbo (spec/turbo.md)
+  turbo_merge:
+    "merges r tokens of x [B,N,D] by information degree; operands x, metric [B,N,d], size [B,N,1], then cls_attn [B,N] (unless ToMe-only), then sources [B,N,P] (when track)",
+  merged_size: "the sizes [B,N',1] produced by the turbo_merge operand",
+  merged_sources: "the provenance [B,N',P] produced by the turbo_merge operand; second operand: its sources input",
+  fill: "a constant tensor of the given shape (e.g. initial sizes of 1)",
+  eye: "identity matrices [.., n, n] (initial provenance: each token stands for itself)",
   // ── movement
   reshape: "same elements, new shape",
   transpose: "permute axes",
@@ -37,6 +46,25 @@ export const opDocs = {
 
 export type Op = keyof typeof opDocs;
 export const opNames = Object.keys(opDocs) as Op[];
+
+/** Attributes of a Turbo merge: the block's scheduled r' and the rule's constants. */
+export interface TurboMergeAttrs {
+  /** Tokens this merge removes (already clamped by the schedule and threshold). */
+  readonly r: number;
+  readonly alpha: number;
+  readonly scale: number;
+  readonly fusion: "S1" | "S2" | "S3" | "S4";
+  readonly beta: number;
+  readonly gamma: number;
+  /** Index ℓ of this merging block, from 0. */
+  readonly layer: number;
+  readonly cls: boolean;
+  readonly distill: boolean;
+  /** A cls_attn operand is present (semantic value); false for plain ToMe. */
+  readonly semantic: boolean;
+  /** A sources operand is present and merged_sources may read the result. */
+  readonly track: boolean;
+}
 
 /** Attributes of each op. */
 export interface OpAttrs {
@@ -51,6 +79,12 @@ export interface OpAttrs {
   linear: Record<string, never>;
   matmul: Record<string, never>;
   attention: { readonly heads: number };
+  cls_attention: { readonly heads: number };
+  turbo_merge: TurboMergeAttrs;
+  merged_size: Record<string, never>;
+  merged_sources: Record<string, never>;
+  fill: { readonly shape: Shape; readonly value: number };
+  eye: { readonly shape: Shape };
   reshape: { readonly shape: Shape };
   transpose: { readonly perm: readonly number[] };
   concat: { readonly axis: number };
@@ -72,6 +106,12 @@ export const arity: { readonly [K in Op]: readonly [number, number] } = {
   linear: [2, 3],
   matmul: [2, 2],
   attention: [3, 4],
+  cls_attention: [2, 3],
+  turbo_merge: [3, 5],
+  merged_size: [1, 1],
+  merged_sources: [2, 2],
+  fill: [0, 0],
+  eye: [0, 0],
   reshape: [1, 1],
   transpose: [1, 1],
   concat: [1, Infinity],

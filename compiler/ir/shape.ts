@@ -4,6 +4,7 @@
  * shapes; the caller prefixes the op name and attaches the source location.
  */
 
+import { mergedCount } from "../../runtime/kernels/merged_count.ts";
 import type { Op, OpAttrs } from "./ops.ts";
 import { dimEq, dimProduct, formatShape, isBatch, type Dim, type Shape, type TensorType } from "./types.ts";
 
@@ -109,6 +110,60 @@ const rules: { readonly [K in Op]: Rule<K> } = {
       }
     }
     return q.shape;
+  },
+  cls_attention: (ts, a, batch) => {
+    const [q, k, size] = ts as [TensorType, TensorType, TensorType | undefined];
+    if (q.shape.length !== 3 || k.shape.length !== 3) throw new ShapeError(`q and k must be [batch, tokens, width] but have shapes ${fmt(q.shape, batch)} and ${fmt(k.shape, batch)}`);
+    const width = q.shape[2]!;
+    if (!dimEq(width, k.shape[2]!) || !dimEq(q.shape[0]!, k.shape[0]!)) throw new ShapeError(`q ${fmt(q.shape, batch)} and k ${fmt(k.shape, batch)} disagree`);
+    if (typeof width !== "number" || !Number.isInteger(a.heads) || a.heads <= 0 || width % a.heads !== 0) {
+      throw new ShapeError(`heads ${a.heads} does not divide width ${fmt([width], batch).slice(1, -1)}`);
+    }
+    if (size !== undefined && !(size.shape.length === 3 && dimEq(size.shape[0]!, k.shape[0]!) && dimEq(size.shape[1]!, k.shape[1]!) && size.shape[2] === 1)) {
+      throw new ShapeError(`size has shape ${fmt(size.shape, batch)} but the keys need ${fmt([k.shape[0]!, k.shape[1]!, 1], batch)}`);
+    }
+    return [k.shape[0]!, k.shape[1]!];
+  },
+  turbo_merge: (ts, a, batch) => {
+    const expected = 3 + (a.semantic ? 1 : 0) + (a.track ? 1 : 0);
+    if (ts.length !== expected) throw new ShapeError(`expects ${expected} operands for semantic=${a.semantic}, track=${a.track} but got ${ts.length}`);
+    const [x, metric, size] = ts as [TensorType, TensorType, TensorType];
+    const cls = a.semantic ? ts[3] : undefined;
+    const sources = a.track ? ts[ts.length - 1] : undefined;
+    if (x.shape.length !== 3) throw new ShapeError(`x must be [batch, tokens, width] but has shape ${fmt(x.shape, batch)}`);
+    const [b, n] = x.shape as [Dim, Dim];
+    if (typeof n !== "number") throw new ShapeError("the token axis must be static");
+    const lead = (t: TensorType, name: string, rank: number, last?: number) => {
+      if (t.shape.length !== rank || !dimEq(t.shape[0]!, b) || !dimEq(t.shape[1]!, n) || (last !== undefined && t.shape[2] !== last)) {
+        throw new ShapeError(`${name} has shape ${fmt(t.shape, batch)} but x is ${fmt(x.shape, batch)}`);
+      }
+    };
+    lead(metric, "metric", 3);
+    lead(size, "size", 3, 1);
+    if (cls !== undefined) lead(cls, "cls_attn", 2);
+    if (sources !== undefined) lead(sources, "sources", 3);
+    for (const [name, v] of [["r", a.r], ["layer", a.layer]] as const) {
+      if (!Number.isInteger(v) || v < 0) throw new ShapeError(`${name} ${v} must be a non-negative integer`);
+    }
+    if (!["S1", "S2", "S3", "S4"].includes(a.fusion)) throw new ShapeError(`fusion "${a.fusion}" is not one of S1, S2, S3, S4`);
+    const r = mergedCount(n, a.r, { cls: a.cls, distill: a.distill });
+    if (r !== a.r) throw new ShapeError(`r ${a.r} exceeds what ${n} tokens allow (${r}); the schedule must clamp it`);
+    return [b, n - r, x.shape[2]!];
+  },
+  merged_size: (ts) => [ts[0]!.shape[0]!, ts[0]!.shape[1]!, 1],
+  merged_sources: (ts, _a, batch) => {
+    const [m, sources] = ts as [TensorType, TensorType];
+    if (sources.shape.length !== 3) throw new ShapeError(`sources must be [batch, tokens, patches] but has shape ${fmt(sources.shape, batch)}`);
+    return [m.shape[0]!, m.shape[1]!, sources.shape[2]!];
+  },
+  fill: (_ts, a) => {
+    if (!Number.isFinite(a.value)) throw new ShapeError(`value ${a.value} is not a finite number`);
+    return a.shape;
+  },
+  eye: (_ts, a, batch) => {
+    const [n, m] = a.shape.slice(-2);
+    if (a.shape.length !== 3 || typeof n !== "number" || n !== m) throw new ShapeError(`shape ${fmt(a.shape, batch)} must be [batch, n, n]`);
+    return a.shape;
   },
   reshape: (ts, a, batch) => {
     const from = dimProduct(ts[0]!.shape);

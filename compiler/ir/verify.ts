@@ -26,6 +26,11 @@ export function verify(g: Graph, after = "graph"): Graph {
       if (typeof o === "number" && !(o >= 0 && o < i)) fail(i, `operand %${o} is not defined before use`);
       if (typeof o === "string" && !g.params.has(o)) fail(i, `parameter @${o} is not declared`);
     }
+    if (n.op === "merged_size" || n.op === "merged_sources") {
+      const src = g.nodes[n.inputs[0] as number];
+      if (src?.op !== "turbo_merge") fail(i, `${n.op} must read a turbo_merge, not ${src?.op ?? "a parameter"}`);
+      else if (n.op === "merged_sources" && !src.attrs.track) fail(i, "merged_sources reads a turbo_merge that does not track sources");
+    }
     if (n.op === "input") {
       if (n.inputs.length !== 0) fail(i, "input has operands");
       return;

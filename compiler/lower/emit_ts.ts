@@ -40,7 +40,9 @@ export function emitTs(program: Program, plan: Plan, source: string): { ts: stri
   }
   for (const [name, v] of weightVars) body.push(`const ${v} = w[${JSON.stringify(name)}]!;`);
   for (const s of program.steps) {
-    const call = `const ${s.out} = tf.${s.kernel}(${s.args.map(argExpr).join(", ")}); // f32${formatShape(s.shape)}`;
+    const target = s.field === undefined ? s.out : `{ ${[{ field: s.field, out: s.out }, ...s.extra].map((e) => `${e.field}: ${e.out}`).join(", ")} }`;
+    const shapes = [s.shape, ...s.extra.map((e) => e.shape)].map((x) => `f32${formatShape(x)}`).join(", ");
+    const call = `const ${target} = ${s.kernel}(${s.args.map(argExpr).join(", ")}); // ${shapes}`;
     body.push(call);
     if (s.dispose.length > 0) body.push(`${s.dispose.map((t) => `${t}.dispose();`).join(" ")}`);
   }
@@ -53,6 +55,11 @@ export function emitTs(program: Program, plan: Plan, source: string): { ts: stri
     `// ${program.steps.length} kernel steps; batch dimension ${program.batch} = ${program.inputs.map((i) => `${i.name}${formatShape(i.shape)}`).join(", ")}.`,
   ]);
   file.addImportDeclaration({ isTypeOnly: true, namespaceImport: "tfc", moduleSpecifier: "@tensorflow/tfjs-core" });
+  file.addTypeAlias({
+    name: "Kernels",
+    docs: ["Runtime kernels the program calls besides tfjs ops (runtime/kernels)."],
+    type: "{ turboMerge(inputs: Record<string, tfc.Tensor | null>, options: Record<string, unknown>): Record<string, tfc.Tensor> }",
+  });
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
@@ -66,6 +73,7 @@ export function emitTs(program: Program, plan: Plan, source: string): { ts: stri
       { name: "tf", type: "typeof tfc" },
       { name: "w", type: "Readonly<Record<string, tfc.Tensor>>" },
       { name: "inputs", type: "Readonly<Record<string, tfc.Tensor>>" },
+      { name: "k", type: "Kernels" },
     ],
     returnType: "Record<string, tfc.Tensor>",
     statements: body,

@@ -28,6 +28,8 @@ export interface BlockCost {
   /** Tokens (axis 1 of the residual stream) entering and leaving the block. */
   tokensIn: number | undefined;
   tokensOut: number | undefined;
+  /** Tokens removed by Turbo merges in the block. */
+  merged: number;
   flops: Linear;
 }
 
@@ -68,6 +70,27 @@ const flopRules: { readonly [K in Op]: (n: AnyNode, ins: readonly TensorType[]) 
     const qk = times(elementCount(n.type.shape), 4 * m);
     return plus(qk, times(elementCount(n.type.shape), (5 * m * heads) / width));
   },
+  cls_attention: (_n, ins) => {
+    // One query row per sample: q₀·kᵀ (2·M·D), softmax over [h, M], mean over heads.
+    const [q, k] = ins as [TensorType, TensorType];
+    const m = k.shape[1] as number;
+    const width = q.shape[2] as number;
+    return times(elementCount([k.shape[0]!]), 2 * m * width + 7 * m);
+  },
+  turbo_merge: (n, ins) => {
+    // Normalising the metric, the A×B cosine matrix, and the weighted merge of x.
+    const [x, metric] = ins as [TensorType, TensorType];
+    const tokens = x.shape[1] as number;
+    const d = metric.shape[2] as number;
+    const a = Math.ceil(tokens / 2);
+    const b = Math.floor(tokens / 2);
+    const perSample = 3 * tokens * d + 2 * a * b * d + 3 * tokens * (x.shape[2] as number);
+    return times(elementCount([x.shape[0]!]), perSample);
+  },
+  merged_size: zero,
+  merged_sources: zero,
+  fill: zero,
+  eye: zero,
   reshape: zero,
   transpose: zero,
   concat: zero,
@@ -97,10 +120,11 @@ export function cost(g: Graph): CostReport {
     const tokens = (t: TensorType) => (t.shape.length === 3 && typeof t.shape[1] === "number" ? t.shape[1] : undefined);
     let blk = blocks.get(scope);
     if (blk === undefined) {
-      blk = { name: scope, tokensIn: ins[0] === undefined ? undefined : tokens(ins[0]), tokensOut: undefined, flops: zero() };
+      blk = { name: scope, tokensIn: ins[0] === undefined ? undefined : tokens(ins[0]), tokensOut: undefined, merged: 0, flops: zero() };
       blocks.set(scope, blk);
     }
     blk.flops = plus(blk.flops, flops);
+    if (n.op === "turbo_merge") blk.merged += n.attrs.r;
     const out = tokens(n.type);
     if (out !== undefined) blk.tokensOut = out;
   }

@@ -1,44 +1,74 @@
 /**
  * decompose_attention — requires: Turbo already inserted (it needs the
- * high-level `attention` op). Ensures: no `attention` op remains; each became
+ * high-level `attention` and `cls_attention` ops). Ensures: neither remains;
+ * each attention became
  *
  *   q·(1/√d) → heads [B·h, N, d];  k → [B·h, d, M];  v → [B·h, M, d]
  *   logits = q·kᵀ  (+ log(size) along the key axis when a size operand is given)
  *   o = softmax(logits)·v → [B, N, D]
  *
- * with kᵀ produced by an explicit transpose, so no matmul has a transposed operand.
+ * with kᵀ produced by an explicit transpose, so no matmul has a transposed
+ * operand; a class-attention row is the same computation for query 0 only,
+ * averaged over heads (its kᵀ is shared with the block's attention by cse).
  */
 
-import type { Operand } from "../ir/graph.ts";
+import type { Graph, Operand } from "../ir/graph.ts";
 import type { Dim } from "../ir/types.ts";
-import { rewrite } from "./_rewrite.ts";
-import type { Graph } from "../ir/graph.ts";
+import { rewrite, type RewriteContext } from "./_rewrite.ts";
+
+interface Heads {
+  b: Dim;
+  bh: Dim;
+  h: number;
+  d: number;
+  width: number;
+}
+
+function headsOf(ctx: RewriteContext, q: Operand, heads: number): Heads {
+  const [b, , width] = ctx.b.type(q).shape as [Dim, Dim, number];
+  const d = width / heads;
+  return { b, bh: typeof b === "number" ? b * heads : { batch: b.batch * heads }, h: heads, d, width };
+}
+
+/** [B, T, D] → [B·h, …last] through [B, T, h, d] and a transpose by `perm`. */
+function split(ctx: RewriteContext, x: Operand, hs: Heads, tokens: Dim, perm: number[], last: [Dim, Dim]): number {
+  const parts = ctx.add("reshape", [x], { shape: [hs.b, tokens, hs.h, hs.d] });
+  return ctx.add("reshape", [ctx.add("transpose", [parts], { perm })], { shape: [hs.bh, ...last] });
+}
+
+/** Softmax of logits [B·h, N, M], with log(size) of the keys added first when given. */
+function probabilities(ctx: RewriteContext, logits: number, size: Operand | undefined, hs: Heads, n: Dim, m: Dim): number {
+  if (size === undefined) return ctx.add("softmax", [logits], {});
+  const bias = ctx.add("reshape", [ctx.add("log", [size], {})], { shape: [hs.b, 1, 1, m] });
+  const perHead = ctx.add("reshape", [logits], { shape: [hs.b, hs.h, n, m] });
+  const biased = ctx.add("reshape", [ctx.add("add", [perHead, bias], {})], { shape: [hs.bh, n, m] });
+  return ctx.add("softmax", [biased], {});
+}
 
 export function decomposeAttention(g: Graph): Graph {
-  return rewrite(g, (n, ctx) => {
-    if (n.op !== "attention") return undefined;
-    const [q0, k0, v0, size0] = n.inputs.map(ctx.map) as [Operand, Operand, Operand, Operand | undefined];
-    const [bq, nq, width] = ctx.b.type(q0).shape as [Dim, Dim, number];
-    const m = ctx.b.type(k0).shape[1]!;
-    const h = n.attrs.heads;
-    const d = width / h;
-    const bk = typeof bq === "number" ? bq * h : { batch: bq.batch * h };
-    const heads = (x: Operand, tokens: Dim, perm: number[], last: [Dim, Dim]) => {
-      const split = ctx.add("reshape", [x], { shape: [bq, tokens, h, d] });
-      const moved = ctx.add("transpose", [split], { perm });
-      return ctx.add("reshape", [moved], { shape: [bk, ...last] });
-    };
-    const q = heads(ctx.add("scale", [q0], { value: 1 / Math.sqrt(d) }), nq, [0, 2, 1, 3], [nq, d]);
-    const kT = heads(k0, m, [0, 2, 3, 1], [d, m]);
-    const v = heads(v0, m, [0, 2, 1, 3], [m, d]);
-    let logits = ctx.add("matmul", [q, kT], {});
-    if (size0 !== undefined) {
-      const bias = ctx.add("reshape", [ctx.add("log", [size0], {})], { shape: [bq, 1, 1, m] });
-      const split = ctx.add("reshape", [logits], { shape: [bq, h, nq, m] });
-      logits = ctx.add("reshape", [ctx.add("add", [split, bias], {})], { shape: [bk, nq, m] });
+  return rewrite(g, (node, ctx) => {
+    if (node.op === "attention") {
+      const [q0, k0, v0, size] = node.inputs.map(ctx.map) as [Operand, Operand, Operand, Operand | undefined];
+      const hs = headsOf(ctx, q0, node.attrs.heads);
+      const n = ctx.b.type(q0).shape[1]!;
+      const m = ctx.b.type(k0).shape[1]!;
+      const q = split(ctx, ctx.add("scale", [q0], { value: 1 / Math.sqrt(hs.d) }), hs, n, [0, 2, 1, 3], [n, hs.d]);
+      const kT = split(ctx, k0, hs, m, [0, 2, 3, 1], [hs.d, m]);
+      const v = split(ctx, v0, hs, m, [0, 2, 1, 3], [m, hs.d]);
+      const p = probabilities(ctx, ctx.add("matmul", [q, kT], {}), size, hs, n, m);
+      const o = ctx.add("reshape", [ctx.add("matmul", [p, v], {})], { shape: [hs.b, hs.h, n, hs.d] });
+      return ctx.add("reshape", [ctx.add("transpose", [o], { perm: [0, 2, 1, 3] })], { shape: [hs.b, n, hs.width] });
     }
-    const o = ctx.add("matmul", [ctx.add("softmax", [logits], {}), v], {});
-    const merged = ctx.add("transpose", [ctx.add("reshape", [o], { shape: [bq, h, nq, d] })], { perm: [0, 2, 1, 3] });
-    return ctx.add("reshape", [merged], { shape: [bq, nq, width] });
+    if (node.op === "cls_attention") {
+      const [q0, k0, size] = node.inputs.map(ctx.map) as [Operand, Operand, Operand | undefined];
+      const hs = headsOf(ctx, q0, node.attrs.heads);
+      const m = ctx.b.type(k0).shape[1]!;
+      const first = ctx.add("scale", [ctx.add("slice", [q0], { axis: 1, start: 0, end: 1 })], { value: 1 / Math.sqrt(hs.d) });
+      const q = split(ctx, first, hs, 1, [0, 2, 1, 3], [1, hs.d]);
+      const kT = split(ctx, k0, hs, m, [0, 2, 3, 1], [hs.d, m]);
+      const p = probabilities(ctx, ctx.add("matmul", [q, kT], {}), size, hs, 1, m);
+      return ctx.add("mean", [ctx.add("reshape", [p], { shape: [hs.b, hs.h, m] })], { axes: [1], keepDims: false });
+    }
+    return undefined;
   });
 }

@@ -31,19 +31,22 @@ export function planMemory(p: Program): { program: Program; memory: MemoryPlan }
   const bytes = new Map<string, Linear>();
   const steps = p.steps.map((s) => ({ ...s, dispose: [] as string[] }));
   for (const [t, i] of lastUse) if (!keep.has(t)) steps[i]!.dispose.push(t);
-  for (const s of steps) s.dispose.sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+  for (const s of steps) s.dispose.sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
 
   const liveBytes: Linear[] = [];
   let live: Linear = { perBatch: 0, fixed: 0 };
   steps.forEach((s, i) => {
-    const e = elementCount(s.shape);
-    const b = { perBatch: e.perBatch * bytesPerElement.f32, fixed: e.fixed * bytesPerElement.f32 };
-    bytes.set(s.out, b);
-    live = { perBatch: live.perBatch + b.perBatch, fixed: live.fixed + b.fixed };
+    for (const o of [{ out: s.out, shape: s.shape }, ...s.extra]) {
+      const e = elementCount(o.shape);
+      const b = { perBatch: e.perBatch * bytesPerElement.f32, fixed: e.fixed * bytesPerElement.f32 };
+      bytes.set(o.out, b);
+      live = { perBatch: live.perBatch + b.perBatch, fixed: live.fixed + b.fixed };
+    }
     liveBytes.push(live);
-    // A step whose output is never used (not even as an output) is freed at once.
-    const dead = [...s.dispose, ...(lastUse.has(s.out) || keep.has(s.out) ? [] : [s.out])];
-    if (dead.length > s.dispose.length) steps[i]!.dispose.push(s.out);
+    // A result that is never used (not even as an output) is freed at once.
+    const unused = [s.out, ...s.extra.map((e) => e.out)].filter((t) => !lastUse.has(t) && !keep.has(t));
+    steps[i]!.dispose.push(...unused);
+    const dead = steps[i]!.dispose;
     for (const t of dead) {
       const d = bytes.get(t);
       if (d !== undefined) live = { perBatch: live.perBatch - d.perBatch, fixed: live.fixed - d.fixed };

@@ -6,6 +6,7 @@
  * numerical oracle for compiled programs and as the speed baseline.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { turboMerge, type Fusion } from "../../runtime/kernels/turbo_merge.ts";
 import type { VitConfig } from "./config.ts";
 import { vitDims } from "./config.ts";
 
@@ -16,10 +17,26 @@ export type { VitConfig } from "./config.ts";
  * @param pixels [B, C, H, W] float32 image batch
  * @returns logits [B, classes]; every intermediate is disposed.
  */
+export interface EagerTurbo {
+  /** Υ: tokens to merge per block (before the floor and the threshold). */
+  r: number;
+  threshold?: number;
+  alpha?: number;
+  scale?: number;
+  fusion?: Fusion;
+}
+
+/**
+ * Forward pass, optionally with Turbo merging written out by hand (the way a
+ * user would add it to an eager model): after each attention residual, merge
+ * with `turboMerge` using the keys averaged over heads and the class token's
+ * attention row; later blocks add log(size) to their attention logits.
+ */
 export function eagerVit(
   config: VitConfig,
   params: Map<string, tf.Tensor>,
   pixels: tf.Tensor4D,
+  turbo?: EagerTurbo,
 ): tf.Tensor2D {
   const { image, patch: p, channels: C, dim: D, depth, heads, classes: K, eps } = config;
   const { grid: G, patches: N, tokens: T, patchDim: P, headDim: dh, hidden: H } = vitDims(config);
@@ -60,13 +77,17 @@ export function eagerVit(
   const gelu = (x: tf.Tensor3D): tf.Tensor3D =>
     tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
 
-  // [B, T, D] -> [B*heads, T, dh]
-  const splitHeads = (x: tf.Tensor3D): tf.Tensor3D =>
-    tf.reshape(tf.transpose(tf.reshape(x, [B, T, heads, dh]), [0, 2, 1, 3]), [B * heads, T, dh]);
+  // [B, t, D] -> [B*heads, t, dh]
+  const splitHeads = (x: tf.Tensor3D): tf.Tensor3D => {
+    const t = x.shape[1];
+    return tf.reshape(tf.transpose(tf.reshape(x, [B, t, heads, dh]), [0, 2, 1, 3]), [B * heads, t, dh]);
+  };
 
-  // [B*heads, T, dh] -> [B, T, D]
-  const mergeHeads = (x: tf.Tensor3D): tf.Tensor3D =>
-    tf.reshape(tf.transpose(tf.reshape(x, [B, heads, T, dh]), [0, 2, 1, 3]), [B, T, D]);
+  // [B*heads, t, dh] -> [B, t, D]
+  const mergeHeads = (x: tf.Tensor3D): tf.Tensor3D => {
+    const t = x.shape[1];
+    return tf.reshape(tf.transpose(tf.reshape(x, [B, heads, t, dh]), [0, 2, 1, 3]), [B, t, D]);
+  };
 
   return tf.tidy(() => {
     // 1. Patch embedding: [B,C,H,W] -> [B,C,gy,i,gx,j] -> [B,gy,gx,c,i,j] -> [B, G², C·p·p].
@@ -82,16 +103,40 @@ export function eagerVit(
 
     // 3. Pre-norm transformer blocks.
     const scale = 1 / Math.sqrt(dh);
+    let size: tf.Tensor3D | undefined;
+    let merges = 0;
     for (let n = 0; n < depth; n++) {
       const l = `layer.${n}`;
+      const t = x.shape[1];
       const h = layerNorm(x, `${l}.ln1`);
+      const kFlat = dense(h, `${l}.attn.k`, D, D);
       const q = splitHeads(dense(h, `${l}.attn.q`, D, D));
-      const k = splitHeads(dense(h, `${l}.attn.k`, D, D));
+      const k = splitHeads(kFlat);
       const v = splitHeads(dense(h, `${l}.attn.v`, D, D));
-      const logits = tf.mul(tf.matMul(q, k, false, true), scale);
+      let logits = tf.mul(tf.matMul(q, k, false, true), scale);
+      if (size !== undefined) {
+        // Proportional attention: a merged token weighs as much as the patches it stands for.
+        const bias = tf.reshape(tf.log(size), [B, 1, 1, t]);
+        logits = tf.reshape(tf.add(tf.reshape(logits, [B, heads, t, t]), bias), [B * heads, t, t]);
+      }
       const probs = tf.softmax(logits, -1);
       const o = mergeHeads(tf.matMul(probs, v));
       x = tf.add(x, dense(o, `${l}.attn.out`, D, D));
+
+      if (turbo !== undefined) {
+        const r = Math.min(turbo.r, Math.floor((t - 1) / 2), Math.max(0, t - (turbo.threshold ?? 0)));
+        if (r > 0) {
+          const clsAttn = tf.mean(tf.reshape(tf.slice(tf.reshape(probs, [B, heads, t, t]), [0, 0, 0, 0], [B, heads, 1, t]), [B, heads, t]), 1) as tf.Tensor2D;
+          const metric = tf.mean(tf.reshape(kFlat, [B, t, heads, dh]), 2) as tf.Tensor3D;
+          const merged = turboMerge(
+            { x, metric, size: size ?? (tf.ones([B, t, 1]) as tf.Tensor3D), clsAttn: (turbo.alpha ?? 5) === 0 ? null : clsAttn },
+            { r, alpha: turbo.alpha ?? 5, scale: turbo.scale ?? 30, fusion: turbo.fusion ?? "S1", layer: merges },
+          );
+          merges++;
+          x = merged.x;
+          size = merged.size;
+        }
+      }
 
       const m = dense(gelu(dense(layerNorm(x, `${l}.ln2`), `${l}.mlp.fc1`, D, H)), `${l}.mlp.fc2`, H, D);
       x = tf.add(x, m);

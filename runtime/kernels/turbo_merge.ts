@@ -20,6 +20,9 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { assertCount, mergedCount } from "./merged_count.ts";
+
+export { mergedCount };
 
 /** How the redundancy R and the semantic value I combine into E. */
 export type Fusion = "S1" | "S2" | "S3" | "S4";
@@ -93,14 +96,6 @@ export interface TurboMergeResult {
   sources?: tf.Tensor3D;
 }
 
-function assertCount(name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 0) {
-    throw new RangeError(
-      `Invalid argument "${name}": expected a non-negative integer, got "${value}"`,
-    );
-  }
-}
-
 function assertFinite(name: string, value: number): void {
   if (typeof value !== "number" || !Number.isFinite(value)) {
     throw new RangeError(
@@ -111,33 +106,6 @@ function assertFinite(name: string, value: number): void {
 
 function formatShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
-}
-
-/**
- * The number of tokens r' that a merge with budget `r` removes from `n`
- * tokens: min(r, ⌊(n − p)/2⌋) with p protected tokens (class, distillation),
- * and 0 when no destination is left (n = 3 with a distillation token and no
- * class token). Pure arithmetic, for the static planner.
- *
- * @example
- * ```ts
- * mergedCount(197, 16, { cls: true }); // 16
- * mergedCount(5, 16, { cls: true }); // 2
- * ```
- */
-export function mergedCount(
-  n: number,
-  r: number,
-  options: { cls?: boolean; distill?: boolean } = {},
-): number {
-  assertCount("n", n);
-  assertCount("r", r);
-  const cls = options.cls ?? true;
-  const distill = options.distill ?? false;
-  const protectedCount = (cls ? 1 : 0) + (distill ? 1 : 0);
-  const destinations = Math.floor(n / 2) - (distill ? 1 : 0);
-  if (destinations <= 0) return 0;
-  return Math.max(0, Math.min(r, Math.floor((n - protectedCount) / 2)));
 }
 
 function validateInputs(inputs: TurboMergeInputs): [number, number] {

@@ -80,12 +80,12 @@ test("`dce()` drops nodes and parameters no output needs", () => {
 
 test("`cost()` counts a linear layer's FLOPs as 2·rows·in·out plus the bias", () => {
   const m = model("one-linear", () => ({ y: linear(input("x", ["B", 10, 32]), 16, { name: "fc" }) }));
-  const c = cost(runPasses(trace(m), pipeline));
+  const c = cost(runPasses(trace(m), pipeline()));
   assert.equal(c.total.flops, { perBatch: 10 * 16 * (2 * 32 + 1), fixed: 0 });
 });
 
 test("`planMemory()` disposes every intermediate tensor exactly once and never an input or output", () => {
-  const graph = runPasses(trace(s16), pipeline);
+  const graph = runPasses(trace(s16), pipeline());
   const { program } = planMemory(lower(graph));
   const disposed = program.steps.flatMap((s) => s.dispose);
   assert.is(new Set(disposed).size, disposed.length, "no double dispose");

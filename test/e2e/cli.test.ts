@@ -15,7 +15,7 @@ test("`turbo-compile` writes the module, IR and plan, and run.ts runs it on wasm
   const out = mkdtempSync(join(tmpdir(), "turbograph-cli-"));
   const report = tsx(["compiler/cli.ts", "examples/vit/vit.ts", "--out", out, "--batch", "4"]);
   assert.match(report, /model vit-tiny: \d+ kernel steps, 40 parameters/);
-  assert.match(report, /layer\.1\s+17\s+17/);
+  assert.match(report, /layer\.1\s+17\s+0\s+17/);
   assert.match(report, /predicted peak activation memory at batch 4/);
   assert.equal(readdirSync(out).sort(), ["model.js", "model.tir", "model.traced.tir", "model.ts", "plan.json", "plan.txt"]);
   const plan = JSON.parse(readFileSync(join(out, "plan.json"), "utf8"));
