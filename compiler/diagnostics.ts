@@ -71,12 +71,20 @@ export function formatDiagnostic(err: CompileError): string {
 export function formatError(err: unknown): { text: string; exitCode: 1 | 2 } {
   if (err instanceof CompileError) return { text: formatDiagnostic(err), exitCode: 2 };
   const message = err instanceof Error ? err.message : String(err);
-  return { text: `internal: ${message}`, exitCode: 1 };
+  return { text: `internal: ${message.replace(/^internal: /, "")}`, exitCode: 1 };
+}
+
+/** Texts parsed from memory (or read once), by file name, so diagnostics can show their lines. */
+const sources = new Map<string, string>();
+
+/** Makes `text` the contents shown for `file` in diagnostics (for sources that are not on disk). */
+export function rememberSource(file: string, text: string): void {
+  sources.set(file, text);
 }
 
 function sourceLine(loc: SourceLoc): string | undefined {
   try {
-    const text = readFileSync(loc.file, "utf8");
+    const text = sources.get(loc.file) ?? readFileSync(loc.file, "utf8");
     const line = text.split(/\r?\n/)[loc.line - 1];
     return line === undefined ? undefined : line.replace(/\t/g, " ");
   } catch {

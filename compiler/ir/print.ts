@@ -1,7 +1,7 @@
 /**
  * The IR text form, one SSA line per node:
  *
- *   graph vit-tiny(B) {
+ *   graph "vit-tiny"(B) {
  *     param @layer.0.attn.q.weight: f32[64,64]
  *     %0: f32[B,3,32,32] = input[name="pixels"]
  *     %7: f32[B,17,64] = linear %6, @layer.0.attn.q.weight, @layer.0.attn.q.bias   # layer.0
@@ -13,21 +13,24 @@
  */
 
 import type { AnyNode, Graph, Operand } from "./graph.ts";
-import { formatShape, formatType, type Shape } from "./types.ts";
+import { formatDim, formatShape, formatType, type Dim } from "./types.ts";
 
+/** `%3`, `@layer.0.q.weight`, or `@"name with spaces"` for names the parser could not read bare. */
 export function formatOperand(o: Operand): string {
-  return typeof o === "number" ? `%${o}` : `@${o}`;
+  if (typeof o === "number") return `%${o}`;
+  return /^[A-Za-z0-9_.-]+$/.test(o) ? `@${o}` : `@${JSON.stringify(o)}`;
 }
 
+/** Attribute values: numbers, booleans, JSON strings, lists of values; batch dims print as `B`, `B*17`. */
 function formatAttr(value: unknown, batch: string): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number" || typeof value === "boolean") return String(value);
-  if (Array.isArray(value)) {
-    if (value.some((v) => typeof v === "object")) return formatShape(value as Shape, batch);
-    return `[${value.join(",")}]`;
-  }
+  if (Array.isArray(value)) return `[${value.map((v) => formatAttr(v, batch)).join(",")}]`;
+  if (typeof value === "object" && value !== null && Number.isInteger((value as { batch?: unknown }).batch)) return formatDim(value as Dim, batch);
   throw new Error(`internal: cannot print attribute value ${JSON.stringify(value)}`);
 }
+
+const formatName = (name: string): string => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ? name : JSON.stringify(name));
 
 export function formatAttrs(attrs: object, batch: string): string {
   const entries = Object.entries(attrs);
@@ -45,9 +48,9 @@ export function formatNode(g: Graph, n: AnyNode): string {
 /** Prints a whole graph in the text form. */
 export function printGraph(g: Graph): string {
   const lines = [`graph ${JSON.stringify(g.name)}(${g.batch}) {`];
-  for (const [name, p] of g.params) lines.push(`  param @${name}: ${p.dtype}${formatShape(p.shape)}`);
+  for (const [name, p] of g.params) lines.push(`  param ${formatOperand(name)}: ${p.dtype}${formatShape(p.shape)}`);
   for (const n of g.nodes) lines.push(`  ${formatNode(g, n)}`);
-  lines.push(`  return ${g.outputs.map((o) => `${o.name}=%${o.id}`).join(", ")}`);
+  lines.push(`  return ${g.outputs.map((o) => `${formatName(o.name)}=%${o.id}`).join(", ")}`);
   lines.push("}");
   return lines.join("\n") + "\n";
 }
