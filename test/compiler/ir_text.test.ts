@@ -11,18 +11,13 @@ import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compile, compileGraph } from "../../compiler/compile.ts";
+import { compile, compileGraph, pipeline, type CompileOptions } from "../../compiler/compile.ts";
 import { CompileError, formatDiagnostic } from "../../compiler/diagnostics.ts";
 import { trace } from "../../compiler/dsl/mod.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph, readGraph } from "../../compiler/ir/parse.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
 import { verify } from "../../compiler/ir/verify.ts";
-import { canonicalize } from "../../compiler/passes/canonicalize.ts";
-import { cse } from "../../compiler/passes/cse.ts";
-import { dce } from "../../compiler/passes/dce.ts";
-import { decomposeAttention } from "../../compiler/passes/decompose_attention.ts";
-import { inferShapes } from "../../compiler/passes/infer_shapes.ts";
 import { s16, ti16, tiny } from "../../examples/vit/vit.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -47,25 +42,27 @@ function assertRoundTrip(g: Graph, what: string): void {
   assert.equal(structure(back), structure(g), `${what}: structure differs after a round trip`);
 }
 
-/** Each pass of the pipeline applied in turn, with the graph after every step. */
-function stages(g: Graph): [string, Graph][] {
+/** The graph after every pass of the pipeline for `options`, starting with the traced one. */
+function stages(g: Graph, options: CompileOptions): [string, Graph][] {
   const out: [string, Graph][] = [["traced", g]];
-  const passes: [string, (g: Graph) => Graph][] = [
-    ["infer_shapes", (x) => inferShapes(x)],
-    ["dce", dce],
-    ["decompose_attention", decomposeAttention],
-    ["canonicalize", canonicalize],
-    ["cse", cse],
-    ["dce", dce],
-  ];
   let cur = g;
-  for (const [name, run] of passes) out.push([name, (cur = run(cur))]);
+  for (const [name, run] of pipeline(options)) out.push([name, (cur = run(cur))]);
   return out;
 }
 
-test("`parseGraph(printGraph(g))` gives back g for tiny, Ti/16 and S/16 after every pass", () => {
+const variants: [string, CompileOptions][] = [
+  ["plain", {}],
+  ["turbo", { turbo: { r: 8 } }],
+  ["turbo+sources", { turbo: { r: 4, threshold: 9, trackSources: true, reportSizes: true } }],
+];
+
+test("`parseGraph(printGraph(g))` gives back g for tiny, Ti/16 and S/16 after every pass, with and without Turbo", () => {
   for (const spec of [tiny, ti16, s16]) {
-    for (const [stage, g] of stages(trace(spec))) assertRoundTrip(g, `${spec.name}.${stage}`);
+    for (const [variant, options] of variants) {
+      const all = stages(trace(spec), options);
+      if (variant !== "plain") assert.ok(all.some(([, g]) => g.nodes.some((n) => n.op === "turbo_merge")), `${spec.name} ${variant} merges`);
+      for (const [stage, g] of all) assertRoundTrip(g, `${spec.name}.${variant}.${stage}`);
+    }
   }
 });
 
