@@ -25,7 +25,7 @@ Options:
   --model NAME     the spec's named export to compile (default: the default export)
   --batch N        batch size for the plan report's memory figures (default 1)
   --out DIR        output directory (default: compiled/<model name>)
-  --emit LIST      comma-separated outputs: ts (model.ts + model.js), ir (*.tir), plan (plan.json, plan.txt)
+  --emit LIST      comma-separated outputs: ts (model.ts + model.mjs), ir (*.tir), plan (plan.json, plan.txt)
                    (default: ts,ir,plan)
   --turbo SETTINGS insert Turbo merges (spec/turbo.md), e.g. r=16,threshold=40,alpha=5,fusion=S1
                    r=N (every block) | r=N:N:…:N (one per block) | r=N,inflect=X (ToMe's schedule)
@@ -171,7 +171,7 @@ export async function loadSpec(path: string, exportName: string | undefined): Pr
 function write(dir: string, c: Compiled, o: CliOptions): string[] {
   mkdirSync(dir, { recursive: true });
   const files: [string, string][] = [];
-  if (o.emit.has("ts")) files.push(["model.ts", c.module.ts], ["model.js", c.module.js]);
+  if (o.emit.has("ts")) files.push(["model.ts", c.module.ts], ["model.mjs", c.module.js]);
   if (o.emit.has("ir")) files.push(["model.traced.tir", c.ir.traced], ["model.tir", c.ir.final]);
   if (o.emit.has("plan")) files.push(["plan.json", JSON.stringify(c.plan, null, 2) + "\n"], ["plan.txt", formatReport(c.plan, o.batch)]);
   for (const [name, text] of files) writeFileSync(join(dir, name), text);

@@ -8,6 +8,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend, type BackendChoice, type BackendInfo } from "./backend.ts";
 import { dimValue, formatPlanShape, predictedPeakBytes, type Plan } from "./plan.ts";
+import { registerSimdMatmul } from "./kernels/simd_matmul.ts";
 import { turboMerge } from "./kernels/turbo_merge.ts";
 import { fromHfVit, isHfVit, parseSafetensors, randomWeights, type WeightTensor } from "./weights/mod.ts";
 
@@ -37,10 +38,17 @@ export interface LoadOptions {
   /** Weights: a parsed map, safetensors bytes (turbograph or Hugging Face ViT names), or `{ random: seed }`. */
   weights: WeightsSource;
   backend?: BackendChoice;
+  /**
+   * On wasm, replace the stock batched matmul (a scalar loop) with turbograph's
+   * WebAssembly SIMD kernel (runtime/kernels/simd_matmul.ts). Default true.
+   */
+  simdMatmul?: boolean;
 }
 
 export interface ModelInfo {
   readonly backend: BackendInfo;
+  /** Kernels turbograph installed on the backend (e.g. "simd BatchMatMul"). */
+  readonly kernels: readonly string[];
   readonly plan: Plan;
 }
 
@@ -134,11 +142,12 @@ function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tensor>>): n
 export async function loadModule(compiled: unknown, options: LoadOptions): Promise<Model> {
   if (!isCompiledModule(compiled)) throw new LoadError("The given module is not a turbograph compiled model (it lacks `plan` or `forward`)");
   const backend = await selectBackend(options.backend ?? "auto");
+  const installed = backend.name === "wasm" && options.simdMatmul !== false && registerSimdMatmul() ? ["simd BatchMatMul"] : [];
   const plan = compiled.plan;
   const weights = bindWeights(plan, resolveWeights(plan, options.weights));
   let disposed = false;
   return {
-    info: { backend, plan },
+    info: { backend, kernels: installed, plan },
     run(inputs) {
       if (disposed) throw new LoadError("run(): the model was disposed");
       const batch = checkInputs(plan, inputs);

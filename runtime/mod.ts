@@ -12,6 +12,9 @@ export type { BackendChoice, BackendInfo, BackendName } from "./backend.ts";
 export { isCompiledModule, LoadError, loadModule } from "./load.ts";
 export type { CompiledModule, LoadOptions, Model, ModelInfo, WeightsSource } from "./load.ts";
 export { predictedPeakBytes } from "./plan.ts";
+export { loadParallel } from "./parallel.ts";
+export type { ParallelModel, ParallelOptions } from "./parallel.ts";
+export { registerSimdMatmul } from "./kernels/simd_matmul.ts";
 export type { Plan } from "./plan.ts";
 export * from "./weights/mod.ts";
 

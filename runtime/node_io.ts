@@ -16,12 +16,12 @@ export async function readBytes(path: string): Promise<Uint8Array> {
   }
 }
 
-/** Imports `model.js` (or `model.ts` when running under a TypeScript loader) from a compiled directory. */
+/** Imports `model.mjs` (or `model.js`, or `model.ts` when running under a TypeScript loader) from a compiled directory. */
 export async function importCompiled(dir: string): Promise<unknown> {
-  for (const file of ["model.js", "model.ts"]) {
+  for (const file of ["model.mjs", "model.js", "model.ts"]) {
     const path = resolve(join(dir, file));
     const exists = await stat(path).then(() => true, () => false);
     if (exists) return import(pathToFileURL(path).href);
   }
-  throw new Error(`"${dir}" holds no compiled model (model.js); compile one with turbo-compile --out ${dir}`);
+  throw new Error(`"${dir}" holds no compiled model (model.mjs); compile one with turbo-compile --out ${dir}`);
 }

@@ -12,7 +12,7 @@ import type { WeightTensor } from "../runtime/weights/mod.ts";
 export function compileToDir(spec: ModelSpec): { dir: string; compiled: Compiled } {
   const compiled = compile(spec, { verify: true });
   const dir = mkdtempSync(join(tmpdir(), "turbograph-test-"));
-  writeFileSync(join(dir, "model.js"), compiled.module.js);
+  writeFileSync(join(dir, "model.mjs"), compiled.module.js);
   writeFileSync(join(dir, "model.ts"), compiled.module.ts);
   return { dir, compiled };
 }

@@ -17,7 +17,7 @@ test("`turbo-compile` writes the module, IR and plan, and run.ts runs it on wasm
   assert.match(report, /model vit-tiny: \d+ kernel steps, 40 parameters/);
   assert.match(report, /layer\.1\s+17\s+0\s+17/);
   assert.match(report, /predicted peak activation memory at batch 4/);
-  assert.equal(readdirSync(out).sort(), ["model.js", "model.tir", "model.traced.tir", "model.ts", "plan.json", "plan.txt"]);
+  assert.equal(readdirSync(out).sort(), ["model.mjs", "model.tir", "model.traced.tir", "model.ts", "plan.json", "plan.txt"]);
   const plan = JSON.parse(readFileSync(join(out, "plan.json"), "utf8"));
   assert.is(plan.format, "turbograph.plan/1");
   assert.is(plan.params.length, 40);
@@ -31,7 +31,7 @@ test("`turbo-compile --emit ir` writes only the IR files", () => {
   const out = mkdtempSync(join(tmpdir(), "turbograph-cli-"));
   tsx(["compiler/cli.ts", "examples/vit/vit.ts", "--model", "ti16", "--out", out, "--emit", "ir"]);
   assert.equal(readdirSync(out).sort(), ["model.tir", "model.traced.tir"]);
-  assert.not.ok(existsSync(join(out, "model.js")));
+  assert.not.ok(existsSync(join(out, "model.mjs")));
   assert.match(readFileSync(join(out, "model.tir"), "utf8"), /^graph "vit-ti16"\(B\) \{/);
 });
 

@@ -23,9 +23,9 @@ import { pixels, relativeError, toTensors } from "../_helpers.ts";
 async function build(spec: typeof s16, turbo: TurboOptions | undefined, seed = 2): Promise<{ model: Model; weights: ReturnType<typeof randomWeights>; compiled: ReturnType<typeof compile> }> {
   const compiled = compile(spec, turbo === undefined ? { verify: true } : { verify: true, turbo });
   const dir = mkdtempSync(join(tmpdir(), "turbograph-turbo-"));
-  writeFileSync(join(dir, "model.js"), compiled.module.js);
+  writeFileSync(join(dir, "model.mjs"), compiled.module.js);
   const weights = randomWeights(compiled.plan.params.map((p) => ({ name: p.name, shape: p.shape as number[] })), seed);
-  const model = await loadModule(await import(pathToFileURL(join(dir, "model.js")).href), { weights, backend: "wasm" });
+  const model = await loadModule(await import(pathToFileURL(join(dir, "model.mjs")).href), { weights, backend: "wasm" });
   return { model, weights, compiled };
 }
 
