@@ -43,6 +43,8 @@ export interface LoadOptions {
    * WebAssembly SIMD kernel (runtime/kernels/simd_matmul.ts). Default true.
    */
   simdMatmul?: boolean;
+  /** Replacements for runtime kernels the program calls (e.g. an instrumented turboMerge). */
+  kernels?: Partial<Kernels>;
 }
 
 export interface ModelInfo {
@@ -144,6 +146,7 @@ export async function loadModule(compiled: unknown, options: LoadOptions): Promi
   const backend = await selectBackend(options.backend ?? "auto");
   const installed = backend.name === "wasm" && options.simdMatmul !== false && registerSimdMatmul() ? ["simd BatchMatMul"] : [];
   const plan = compiled.plan;
+  const programKernels: Kernels = { ...kernels, ...options.kernels };
   const weights = bindWeights(plan, resolveWeights(plan, options.weights));
   let disposed = false;
   return {
@@ -151,7 +154,7 @@ export async function loadModule(compiled: unknown, options: LoadOptions): Promi
     run(inputs) {
       if (disposed) throw new LoadError("run(): the model was disposed");
       const batch = checkInputs(plan, inputs);
-      const out = compiled.forward(tf, weights, inputs, kernels);
+      const out = compiled.forward(tf, weights, inputs, programKernels);
       for (const o of plan.outputs) {
         const t = out[o.name]!;
         const want = o.shape.map((d) => dimValue(d, batch));

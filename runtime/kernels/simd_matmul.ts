@@ -116,6 +116,15 @@ interface WasmBackendLike {
 }
 
 let installed = false;
+let enabled = true;
+
+/**
+ * Turns the installed kernel off (every call goes to the stock kernel) or back
+ * on, e.g. to measure the stock path in the same process.
+ */
+export function setSimdMatmulEnabled(on: boolean): void {
+  enabled = on;
+}
 
 /**
  * Installs the SIMD kernel as the wasm backend's BatchMatMul (idempotent).
@@ -138,7 +147,7 @@ export function registerSimdMatmul(): boolean {
     const batch = Math.max(batchA, batchB);
     const simple = !transposeA && !transposeB && a.dtype === "float32" && b.dtype === "float32" && ra === rb && ra >= 3 && batch > 1
       && (batchA === batchB || batchA === 1 || batchB === 1) && a.shape[ra - 1]! > 0;
-    if (!simple) return stockFunc(args);
+    if (!simple || !enabled) return stockFunc(args);
     const backend = args.backend as unknown as WasmBackendLike;
     if (memory !== backend.wasm.asm.memory) {
       memory = backend.wasm.asm.memory;

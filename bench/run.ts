@@ -1,0 +1,259 @@
+/**
+ * The benchmark behind BENCHMARKS.md: `npm run bench` (options after `--`).
+ *
+ * One process, random weights, the default backend (wasm here). For each
+ * model, every variant is warmed up, then the variants run interleaved
+ * (A B C … A B C …) so slow drifts of the machine hit them alike; medians and
+ * the min–max spread are reported. Variants:
+ *   - eager: the hand-written tfjs ViT (examples/vit/eager.ts) on stock kernels,
+ *   - compiled Υ = 0, and compiled with Turbo at each Υ (r per block).
+ * Then: the SIMD batched matmul against the stock kernel on the attention
+ * shapes, and 1 vs 2 worker threads.
+ *
+ *   npm run bench -- [--batch 8] [--reps 5] [--b16-batch 2] [--workers-batch 16] [--quick]
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { pathToFileURL } from "node:url";
+import { compile } from "../compiler/compile.ts";
+import type { ModelSpec } from "../compiler/dsl/trace.ts";
+import { vitConfigs, type VitConfig } from "../examples/vit/config.ts";
+import { eagerVit } from "../examples/vit/eager.ts";
+import { b16, s16 } from "../examples/vit/vit.ts";
+import { setSimdMatmulEnabled } from "../runtime/kernels/simd_matmul.ts";
+import { turboMerge } from "../runtime/kernels/turbo_merge.ts";
+import { loadModule, loadParallel, selectBackend, type Model } from "../runtime/mod.ts";
+import { linearAt } from "../runtime/plan.ts";
+import { randomWeights } from "../runtime/weights/mod.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    batch: { type: "string", default: "8" },
+    reps: { type: "string", default: "5" },
+    "b16-batch": { type: "string", default: "2" },
+    "workers-batch": { type: "string", default: "16" },
+    quick: { type: "boolean", default: false },
+    out: { type: "string", default: "." },
+  },
+});
+const reps = args.quick ? 2 : Number(args.reps);
+const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+
+interface Variant {
+  name: string;
+  r: number | null;
+  run: () => void;
+  times: number[];
+  flops: number;
+  flopsRatio: number;
+  mergeMs: number[];
+  peak?: { measured: number; predicted: number | null };
+}
+
+async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.Tensor, weights: ReturnType<typeof randomWeights>): Promise<{ v: Variant; model: Model }> {
+  const c = compile(spec, r === 0 ? {} : { turbo: { r } });
+  const dir = mkdtempSync(join(tmpdir(), "turbograph-bench-"));
+  writeFileSync(join(dir, "model.mjs"), c.module.js);
+  let mergeMs = 0;
+  const timedMerge: typeof turboMerge = (inputs, options) => {
+    const t0 = performance.now();
+    const out = turboMerge(inputs, options);
+    mergeMs += performance.now() - t0;
+    return out;
+  };
+  const model = await loadModule(await import(pathToFileURL(join(dir, "model.mjs")).href), { weights, backend: "wasm", kernels: { turboMerge: timedMerge } });
+  const v: Variant = {
+    name: r === 0 ? "compiled, Υ = 0" : `compiled, Υ = ${r}`,
+    r,
+    times: [],
+    mergeMs: [],
+    flops: linearAt(c.plan.flops, batch),
+    flopsRatio: c.plan.turbo?.flopsRatio ?? 1,
+    run: () => {
+      mergeMs = 0;
+      const out = model.run({ pixels: x });
+      out.logits!.dataSync();
+      tf.dispose(Object.values(out));
+      v.mergeMs.push(mergeMs);
+    },
+  };
+  return { v, model };
+}
+
+async function peakOf(f: () => tf.Tensor): Promise<number> {
+  const before = tf.memory().numBytes;
+  let out: tf.Tensor | undefined;
+  const p = await tf.profile(() => (out = f()));
+  out?.dispose();
+  return p.peakBytes - before;
+}
+
+async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batch: number, rs: number[]) {
+  log(`${name}: batch ${batch}, compiling and loading ${rs.length + 1} variants`);
+  const x = tf.randomUniform([batch, config.channels, config.image, config.image], 0, 1, "float32", 1);
+  const plain = compile(spec);
+  const weights = randomWeights(plain.plan.params.map((p) => ({ name: p.name, shape: p.shape as number[] })), 7);
+  const params = new Map([...weights].map(([k, w]) => [k, tf.tensor(w.data, w.shape, "float32")]));
+  const eager: Variant = {
+    name: "eager tfjs (stock kernels)",
+    r: null,
+    times: [],
+    mergeMs: [],
+    flops: linearAt(plain.plan.flops, batch),
+    flopsRatio: 1,
+    run: () => {
+      setSimdMatmulEnabled(false);
+      try {
+        eagerVit(config, params, x as tf.Tensor4D).dataSync();
+      } finally {
+        setSimdMatmulEnabled(true);
+      }
+    },
+  };
+  const compiled = [];
+  for (const r of [0, ...rs]) compiled.push(await compiledVariant(spec, r, batch, x, weights));
+  const variants = [eager, ...compiled.map((c) => c.v)];
+  for (const v of variants) {
+    v.run();
+    v.times.length = 0;
+    v.mergeMs.length = 0;
+  }
+  for (let rep = 0; rep < reps; rep++) {
+    for (const v of variants) {
+      const t0 = performance.now();
+      v.run();
+      v.times.push(performance.now() - t0);
+    }
+    log(`  rep ${rep + 1}/${reps}: ${variants.map((v) => `${v.r ?? "eager"} ${v.times[rep]!.toFixed(0)} ms`).join(", ")}`);
+  }
+  setSimdMatmulEnabled(false);
+  eager.peak = { measured: await peakOf(() => eagerVit(config, params, x as tf.Tensor4D)), predicted: null };
+  setSimdMatmulEnabled(true);
+  for (const { v, model } of compiled) {
+    v.peak = { measured: await peakOf(() => model.run({ pixels: x }).logits!), predicted: model.predictedPeakBytes(batch) };
+    model.dispose();
+  }
+  tf.dispose([...params.values(), x]);
+  return { name, batch, variants };
+}
+
+function matmulBench() {
+  const shapes: [string, number[], number[]][] = [
+    ["q·kᵀ, S/16 batch 8", [48, 197, 64], [48, 64, 197]],
+    ["p·v, S/16 batch 8", [48, 197, 197], [48, 197, 64]],
+    ["q·kᵀ after Υ=16 merges (101 tokens)", [48, 101, 64], [48, 64, 101]],
+  ];
+  return shapes.map(([name, sa, sb]) => {
+    const a = tf.randomNormal(sa);
+    const b = tf.randomNormal(sb);
+    const flops = 2 * sa[0]! * sa[1]! * sa[2]! * sb[2]!;
+    const time = (on: boolean) => {
+      setSimdMatmulEnabled(on);
+      tf.matMul(a, b).dispose();
+      const ts: number[] = [];
+      for (let i = 0; i < Math.max(3, reps); i++) {
+        const t0 = performance.now();
+        const y = tf.matMul(a, b);
+        y.dataSync();
+        ts.push(performance.now() - t0);
+        y.dispose();
+      }
+      return flops / median(ts) / 1e6;
+    };
+    const stock = time(false);
+    const simd = time(true);
+    tf.dispose([a, b]);
+    return { name, shapeA: sa, shapeB: sb, stockGflops: stock, simdGflops: simd };
+  });
+}
+
+async function workersBench(batch: number) {
+  log(`workers: S/16, Υ = 0, batch ${batch}`);
+  const c = compile(s16);
+  const dir = mkdtempSync(join(tmpdir(), "turbograph-bench-"));
+  writeFileSync(join(dir, "model.mjs"), c.module.js);
+  const x = tf.randomUniform([batch, 3, 224, 224], 0, 1, "float32", 3);
+  const result: { workers: number; times: number[] }[] = [];
+  const models = [];
+  for (const workers of [1, 2]) models.push({ workers, model: await loadParallel(dir, { weights: { random: 7 }, backend: "wasm", workers }), times: [] as number[] });
+  for (const m of models) tf.dispose(Object.values(await m.model.run({ pixels: x })));
+  for (let rep = 0; rep < Math.max(2, Math.ceil(reps / 2)); rep++) {
+    for (const m of models) {
+      const t0 = performance.now();
+      tf.dispose(Object.values(await m.model.run({ pixels: x })));
+      m.times.push(performance.now() - t0);
+    }
+  }
+  for (const m of models) {
+    result.push({ workers: m.workers, times: m.times });
+    await m.model.dispose();
+  }
+  x.dispose();
+  return { batch, result, flops: linearAt(c.plan.flops, batch) };
+}
+
+const backend = await selectBackend("wasm");
+const started = Date.now();
+const s16Result = await benchModel("ViT-S/16", s16, vitConfigs.s16, Number(args.batch), [8, 13, 16]);
+const b16Result = await benchModel("ViT-B/16", b16, vitConfigs.b16, Number(args["b16-batch"]), [8, 16]);
+log("matmul kernels");
+const matmuls = matmulBench();
+const workers = await workersBench(Number(args["workers-batch"]));
+const seconds = (Date.now() - started) / 1000;
+
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown cpu"}, Node ${process.version}, tfjs ${tf.version_core}, backend ${backend.name}`;
+const json = { command, machine, date: new Date().toISOString(), seconds, reps, models: [s16Result, b16Result].map((m) => ({
+  name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeMs: v.mergeMs, peak: v.peak })),
+})), matmuls, workers };
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const lines: string[] = [
+  "# Benchmarks",
+  "",
+  `Generated by \`${command}\` on ${json.date.slice(0, 10)} in ${seconds.toFixed(0)} s. Do not edit by hand: rerun the command.`,
+  "",
+  `Machine: ${machine}. Random weights; every figure is the median of ${reps} interleaved runs after a warm-up (spread: min–max).`,
+  "",
+];
+for (const m of [s16Result, b16Result]) {
+  const base = m.variants.find((v) => v.r === 0)!;
+  const eager = m.variants.find((v) => v.r === null)!;
+  lines.push(`## ${m.name}, batch ${m.batch}`, "", "| variant | median ms | spread ms | images/s | vs eager | vs Υ = 0 | predicted FLOPs ratio | GFLOP/s | merge share | peak measured | peak planned |", "|---|---|---|---|---|---|---|---|---|---|---|");
+  for (const v of m.variants) {
+    const med = median(v.times);
+    const mergeShare = v.r ? `${((100 * median(v.mergeMs)) / med).toFixed(1)} %` : "–";
+    lines.push(`| ${v.name} | ${med.toFixed(0)} | ${Math.min(...v.times).toFixed(0)}–${Math.max(...v.times).toFixed(0)} | ${((1000 * m.batch) / med).toFixed(2)} | ${(median(eager.times) / med).toFixed(2)}× | ${v.r === null ? "–" : `${(median(base.times) / med).toFixed(2)}×`} | ${v.r === null ? "–" : `${v.flopsRatio.toFixed(2)}×`} | ${(v.flops / med / 1e6).toFixed(1)} | ${mergeShare} | ${mib(v.peak!.measured)} | ${v.peak!.predicted === null ? "–" : mib(v.peak!.predicted)} |`);
+  }
+  lines.push("");
+}
+lines.push("## Batched matmul kernels (wasm)", "", "| shape | stock GFLOP/s | SIMD GFLOP/s | speed-up |", "|---|---|---|---|");
+for (const k of matmuls) lines.push(`| ${k.name}: [${k.shapeA}]·[${k.shapeB}] | ${k.stockGflops.toFixed(2)} | ${k.simdGflops.toFixed(2)} | ${(k.simdGflops / k.stockGflops).toFixed(2)}× |`);
+const w1 = median(workers.result[0]!.times);
+const w2 = median(workers.result[1]!.times);
+lines.push("", `## Worker threads (S/16, Υ = 0, batch ${workers.batch})`, "", "| workers | median ms | images/s | GFLOP/s |", "|---|---|---|---|");
+for (const w of workers.result) {
+  const med = median(w.times);
+  lines.push(`| ${w.workers} | ${med.toFixed(0)} | ${((1000 * workers.batch) / med).toFixed(2)} | ${(workers.flops / med / 1e6).toFixed(1)} |`);
+}
+lines.push("", `Two workers: ${(w1 / w2).toFixed(2)}× one worker.`, "");
+
+mkdirSync(args.out!, { recursive: true });
+writeFileSync(join(args.out!, "BENCHMARKS.json"), JSON.stringify(json, null, 2) + "\n");
+// Text after the notes marker (the analysis written by people) survives a rerun.
+const notesMarker = "<!-- notes: everything below is kept when the benchmark rewrites this file -->";
+const mdPath = join(args.out!, "BENCHMARKS.md");
+const previous = existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "";
+const notes = previous.includes(notesMarker) ? previous.slice(previous.indexOf(notesMarker) + notesMarker.length) : "\n";
+writeFileSync(mdPath, lines.join("\n") + `\n${notesMarker}${notes}`);
+log(`wrote ${join(args.out!, "BENCHMARKS.md")} and BENCHMARKS.json in ${seconds.toFixed(0)} s`);
+process.stdout.write(lines.join("\n") + "\n");
