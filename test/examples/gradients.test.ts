@@ -1,0 +1,170 @@
+/**
+ * examples/vit/gradients.ts (the gradient rules training uses) against finite
+ * differences, and examples/vit/wasm_kernels.ts (XNNPACK batched matmul,
+ * zero-copy Identity) against the cpu backend.
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import type { VitConfig } from "../../examples/vit/config.ts";
+import { vitParams } from "../../examples/vit/config.ts";
+import { eagerVit } from "../../examples/vit/eager.ts";
+import { gradientKernels, registerGradients } from "../../examples/vit/gradients.ts";
+import { registerFastWasmKernels } from "../../examples/vit/wasm_kernels.ts";
+import { selectBackend } from "../../runtime/mod.ts";
+import { randomWeights } from "../../runtime/weights/mod.ts";
+import { relativeError } from "../_helpers.ts";
+
+registerGradients();
+await selectBackend("cpu");
+
+/** mulberry32 uniform numbers in [-1, 1). */
+function uniform(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), s | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+const randomTensor = (shape: number[], seed: number, scale = 1): tf.Tensor =>
+  tf.mul(tf.tensor(uniform(shape.reduce((a, b) => a * b, 1), seed), shape), scale);
+
+/**
+ * Checks the gradient of `f` at each input against a central difference along
+ * a random direction: (f(x + εd) − f(x − εd)) / 2ε ≈ ⟨∇f, d⟩. The direction is
+ * scaled to the input's root-mean-square, so each step is 1 % of its values.
+ */
+function checkGradient(name: string, f: (...xs: tf.Tensor[]) => tf.Scalar, xs: tf.Tensor[], tolerance = 2e-2): void {
+  const grads = tf.grads(f)(xs);
+  xs.forEach((x, i) => {
+    const rms = Math.sqrt(tf.mean(tf.square(x)).dataSync()[0]!);
+    const d = randomTensor(x.shape as number[], 1000 + i, rms > 0 ? rms : 1);
+    const eps = 1e-2;
+    const at = (sign: number) => f(...xs.map((y, j) => (j === i ? tf.add(y, tf.mul(d, sign * eps)) : y))).dataSync()[0]!;
+    const numeric = (at(1) - at(-1)) / (2 * eps);
+    const analytic = tf.sum(tf.mul(grads[i]!, d)).dataSync()[0]!;
+    const err = Math.abs(numeric - analytic) / Math.max(1e-3, Math.abs(numeric));
+    assert.ok(err < tolerance, `${name}, input ${i}: analytic ${analytic}, numeric ${numeric} (error ${err})`);
+  });
+}
+
+const w = (shape: number[]) => randomTensor(shape, 7);
+
+const cases: Array<[string, (...xs: tf.Tensor[]) => tf.Scalar, number[][]]> = [
+  ["Add (broadcast)", (a, b) => tf.sum(tf.mul(tf.add(a!, b!), w([2, 3, 4]))), [[2, 3, 4], [3, 1]]],
+  ["Sub (broadcast)", (a, b) => tf.sum(tf.mul(tf.sub(a!, b!), w([2, 3, 4]))), [[2, 1, 4], [4]]],
+  ["Multiply (broadcast)", (a, b) => tf.sum(tf.mul(tf.mul(a!, b!), w([2, 3, 4]))), [[2, 3, 4], [1, 3, 1]]],
+  ["RealDiv", (a, b) => tf.sum(tf.mul(tf.div(a!, tf.add(tf.square(b!), 1)), w([3, 4]))), [[3, 4], [3, 4]]],
+  ["Neg, Exp", (a) => tf.sum(tf.mul(tf.exp(tf.neg(a!)), w([3, 4]))), [[3, 4]]],
+  ["Square, Rsqrt", (a) => tf.sum(tf.mul(tf.rsqrt(tf.add(tf.square(a!), 0.5)), w([3, 4]))), [[3, 4]]],
+  ["Erf", (a) => tf.sum(tf.mul(tf.erf(a!), w([3, 4]))), [[3, 4]]],
+  ["Softmax", (a) => tf.sum(tf.mul(tf.softmax(a!), w([2, 3, 5]))), [[2, 3, 5]]],
+  ["Sum, Mean", (a) => tf.sum(tf.mul(tf.add(tf.sum(a!, 1, true), tf.mean(a!, -1, true)), w([2, 1, 1]))), [[2, 3, 4]]],
+  ["moments", (a) => tf.sum(tf.mul(tf.moments(a!, -1, true).variance, w([2, 3, 1]))), [[2, 3, 4]]],
+  ["Reshape, Transpose", (a) => tf.sum(tf.mul(tf.transpose(tf.reshape(a!, [2, 3, 4]), [2, 0, 1]), w([4, 2, 3]))), [[6, 4]]],
+  ["Tile", (a) => tf.sum(tf.mul(tf.tile(a!, [3, 1, 2]), w([3, 2, 6]))), [[1, 2, 3]]],
+  ["Slice", (a) => tf.sum(tf.mul(tf.slice(a!, [1, 0, 2], [2, -1, 2]), w([2, 3, 2]))), [[3, 3, 5]]],
+  ["Concat", (a, b) => tf.sum(tf.mul(tf.concat([a!, b!], 1), w([2, 5, 3]))), [[2, 2, 3], [2, 3, 3]]],
+  ["Cast", (a) => tf.sum(tf.mul(tf.cast(a!, "float32"), w([3, 4]))), [[3, 4]]],
+  ["BatchMatMul 2-D", (a, b) => tf.sum(tf.mul(tf.matMul(a!, b!), w([3, 5]))), [[3, 4], [4, 5]]],
+  ["BatchMatMul transposeA", (a, b) => tf.sum(tf.mul(tf.matMul(a!, b!, true, false), w([2, 3, 5]))), [[2, 4, 3], [2, 4, 5]]],
+  ["BatchMatMul transposeB", (a, b) => tf.sum(tf.mul(tf.matMul(a!, b!, false, true), w([2, 3, 5]))), [[2, 3, 4], [2, 5, 4]]],
+  ["BatchMatMul both", (a, b) => tf.sum(tf.mul(tf.matMul(a!, b!, true, true), w([2, 3, 5]))), [[2, 4, 3], [2, 5, 4]]],
+];
+
+for (const [name, f, shapes] of cases) {
+  test(`gradient rule: ${name} matches finite differences`, () => {
+    checkGradient(name, f, shapes.map((s, i) => randomTensor(s, 10 + i)));
+  });
+}
+
+test("every kernel of the ViT's training loss has a rule", () => {
+  const covered = new Set(gradientKernels);
+  for (const k of ["Reshape", "Transpose", "BatchMatMul", "Add", "Tile", "Concat", "Mean", "Cast", "Sub", "Square", "Rsqrt", "Multiply", "Softmax", "Erf", "Slice", "Sum", "RealDiv"]) {
+    assert.ok(covered.has(k), k);
+  }
+});
+
+const small: VitConfig = { name: "grad", image: 8, patch: 4, channels: 1, dim: 8, depth: 2, heads: 2, mlpRatio: 2, classes: 3, eps: 1e-6 };
+
+function vitLoss(params: Map<string, tf.Tensor>): tf.Scalar {
+  const x = randomTensor([2, 1, 8, 8], 3) as tf.Tensor4D;
+  const y = tf.oneHot(tf.tensor1d([0, 2], "int32"), 3);
+  return tf.losses.softmaxCrossEntropy(y, eagerVit(small, params, x)) as tf.Scalar;
+}
+
+function vitGradients(): { names: string[]; values: Float32Array[] } {
+  const weights = randomWeights(vitParams(small), 5);
+  const names = [...weights.keys()];
+  const vars = names.map((n) => tf.variable(tf.tensor(weights.get(n)!.data, weights.get(n)!.shape), true, `${n}.${tf.getBackend()}`));
+  const params = new Map(names.map((n, i) => [n, vars[i]! as tf.Tensor]));
+  const { grads } = tf.variableGrads(() => vitLoss(params), vars);
+  const values = vars.map((v) => grads[v.name]!.dataSync() as Float32Array);
+  tf.dispose([...vars, ...Object.values(grads)]);
+  return { names, values };
+}
+
+test("the eager ViT's loss: analytic gradients match finite differences for every parameter", () => {
+  const weights = randomWeights(vitParams(small), 5);
+  const names = [...weights.keys()];
+  const tensors = names.map((n) => tf.tensor(weights.get(n)!.data, weights.get(n)!.shape));
+  checkGradient("vit", (...xs) => vitLoss(new Map(names.map((n, i) => [n, xs[i]!]))), tensors, 5e-2);
+});
+
+test("on wasm with the fast kernels, the ViT's gradients equal the cpu backend's", async () => {
+  const cpu = vitGradients();
+  await selectBackend("wasm");
+  assert.ok(registerFastWasmKernels());
+  const wasm = vitGradients();
+  await selectBackend("cpu");
+  // Per tensor: |wasm − cpu| ≤ 1e-4·max|cpu| + 1e-7 (the attention key biases' gradients are 0 up to rounding).
+  cpu.names.forEach((n, i) => {
+    const want = cpu.values[i]!;
+    const got = wasm.values[i]!;
+    const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const diff = got.reduce((m, v, k) => Math.max(m, Math.abs(v - want[k]!)), 0);
+    assert.ok(diff <= 1e-4 * scale + 1e-7, `${n}: max difference ${diff}, scale ${scale}`);
+  });
+});
+
+test("the fast wasm BatchMatMul equals the cpu backend's for transposes and broadcast batches", async () => {
+  const shapes: Array<[number[], number[], boolean, boolean]> = [
+    [[5, 7, 3], [5, 3, 4], false, false],
+    [[5, 3, 7], [5, 3, 4], true, false],
+    [[5, 7, 3], [5, 4, 3], false, true],
+    [[2, 3, 3, 7], [2, 3, 4, 3], true, true],
+    [[6, 7, 3], [3, 4], false, false],
+    [[6, 7, 3], [1, 4, 3], false, true],
+    [[70, 30], [30, 20], false, false],
+    [[30, 70], [20, 30], true, true],
+  ];
+  const inputs = shapes.map(([a, b], i) => [tf.tensor(uniform(a.reduce((x, y) => x * y), 20 + i), a), tf.tensor(uniform(b.reduce((x, y) => x * y), 40 + i), b)] as const);
+  const want = inputs.map(([a, b], i) => ({ shape: tf.matMul(a, b, shapes[i]![2], shapes[i]![3]).shape, data: tf.matMul(a, b, shapes[i]![2], shapes[i]![3]).dataSync() }));
+  await selectBackend("wasm");
+  assert.ok(registerFastWasmKernels());
+  const before = tf.memory().numTensors;
+  inputs.forEach(([a0, b0], i) => {
+    const a = tf.tensor(a0.dataSync(), a0.shape);
+    const b = tf.tensor(b0.dataSync(), b0.shape);
+    const got = tf.matMul(a, b, shapes[i]![2], shapes[i]![3]);
+    assert.equal(got.shape, want[i]!.shape, `case ${i}`);
+    const err = relativeError(got.dataSync(), want[i]!.data);
+    assert.ok(err < 1e-5, `case ${i}: relative error ${err}`);
+    const values = Array.from(got.dataSync());
+    const copy = tf.clone(got);
+    tf.dispose([a, b, got]);
+    assert.equal(Array.from(copy.dataSync()), values, "a clone outlives its source");
+    copy.dispose();
+  });
+  assert.is(tf.memory().numTensors, before, "no tensor left behind");
+  await selectBackend("cpu");
+});
+
+test.run();
