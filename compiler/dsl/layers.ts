@@ -6,7 +6,8 @@
 
 import { CompileError } from "../diagnostics.ts";
 import { formatShape } from "../ir/types.ts";
-import { add, broadcast, concat, gelu, reshape, transpose } from "./primitives.ts";
+import { rearrange } from "./einops.ts";
+import { add, broadcast, concat, gelu } from "./primitives.ts";
 import { block, currentTrace, emit, here, param, Tensor } from "./trace.ts";
 
 function staticWidth(builder: string, x: Tensor): number {
@@ -116,7 +117,7 @@ export interface PatchEmbedOptions {
 
 /**
  * Image [B, C, H, W] → tokens [B, (H/p)·(W/p) (+1), dim]: non-overlapping
- * p×p patches (a convolution with stride p, written as a reshape and one
+ * p×p patches (a convolution with stride p, written as a rearrange and one
  * matmul), an optional class token, and a learned position embedding.
  */
 export function patchEmbed(pixels: Tensor, o: PatchEmbedOptions): Tensor {
@@ -132,8 +133,7 @@ export function patchEmbed(pixels: Tensor, o: PatchEmbedOptions): Tensor {
   const gw = w / p;
   const batch = currentTrace("patchEmbed").builder.batch;
   return block(o.name, () => {
-    const grid = reshape(pixels, [batch, c, gh, p, gw, p]);
-    const patches = reshape(transpose(grid, [0, 2, 4, 1, 3, 5]), [batch, gh * gw, c * p * p]);
+    const patches = rearrange(pixels, "b c (gh p) (gw q) -> b (gh gw) (c p q)", { p, q: p });
     let x = linear(patches, o.dim, { name: `${o.name}.patch` });
     let tokens = gh * gw;
     if (o.cls !== false) {

@@ -4,4 +4,6 @@ export type { ModelOptions, ModelSpec } from "./trace.ts";
 export { add, broadcast, clsToken, concat, gelu, log, matmul, mean, mul, reshape, scale, slice, softmax, transpose } from "./primitives.ts";
 export type { SliceOptions } from "./primitives.ts";
 export { attention, encoderBlock, layerNorm, linear, mlp, patchEmbed } from "./layers.ts";
+export { einsum, rearrange, reduce } from "./einops.ts";
+export type { AxisSizes, Reduction } from "./einops.ts";
 export type { AttentionOptions, EncoderBlockOptions, LayerNormOptions, LinearOptions, MlpOptions, PatchEmbedOptions } from "./layers.ts";

@@ -5,6 +5,7 @@
 
 import { CompileError } from "../diagnostics.ts";
 import { dimProduct, formatShape, type Dim } from "../ir/types.ts";
+import { rearrange } from "./einops.ts";
 import { currentTrace, emit, here, Tensor } from "./trace.ts";
 
 export type Operand = Tensor | string;
@@ -67,6 +68,5 @@ export function broadcast(x: Operand, shape: readonly (number | string)[]): Tens
 /** The class token: position 0 of the token axis, [B, N, D] → [B, D]. */
 export function clsToken(x: Tensor): Tensor {
   if (x.rank !== 3) throw new CompileError(`clsToken: input must be [batch, tokens, width] but has shape ${formatShape(x.shape)}`, here());
-  const first = slice(x, { axis: 1, start: 0, end: 1 });
-  return emit("reshape", [first], { shape: [x.shape[0]!, x.shape[2]!] }, "clsToken");
+  return rearrange(slice(x, { axis: 1, start: 0, end: 1 }), "b 1 d -> b d");
 }

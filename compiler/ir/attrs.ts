@@ -51,6 +51,8 @@ export const attrSchemas: { readonly [K in Op]?: Schema<K> } = {
   slice: { axis: "int", start: "int", end: "int" },
   broadcast: { shape: "shape" },
   mean: reduceAttrs,
+  sum: reduceAttrs,
+  max: reduceAttrs,
 };
 
 const isDim = (v: unknown): v is Dim =>

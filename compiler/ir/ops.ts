@@ -42,6 +42,8 @@ export const opDocs = {
   broadcast: "repeat size-1 axes up to a shape (e.g. a parameter over the batch)",
   // ── reduction
   mean: "mean over the given axes, keeping them as size 1 when keepDims",
+  sum: "sum over the given axes, keeping them as size 1 when keepDims",
+  max: "maximum over the given axes, keeping them as size 1 when keepDims",
 } as const;
 
 export type Op = keyof typeof opDocs;
@@ -91,6 +93,8 @@ export interface OpAttrs {
   slice: { readonly axis: number; readonly start: number; readonly end: number };
   broadcast: { readonly shape: Shape };
   mean: { readonly axes: readonly number[]; readonly keepDims: boolean };
+  sum: { readonly axes: readonly number[]; readonly keepDims: boolean };
+  max: { readonly axes: readonly number[]; readonly keepDims: boolean };
 }
 
 /** Operand counts: [min, max] inputs per op. */
@@ -118,4 +122,6 @@ export const arity: { readonly [K in Op]: readonly [number, number] } = {
   slice: [1, 1],
   broadcast: [1, 1],
   mean: [1, 1],
+  sum: [1, 1],
+  max: [1, 1],
 };

@@ -35,6 +35,14 @@ function axis(rank: number, ax: number, what: string): number {
 
 const same = (ts: readonly TensorType[]): Shape => ts[0]!.shape;
 
+/** The shape left by a reduction (mean, sum, max) over `axes`. */
+function reduced(s: Shape, a: { readonly axes: readonly number[]; readonly keepDims: boolean }, verb: string): Shape {
+  const axes = a.axes.map((x) => axis(s.length, x, "axis"));
+  if (new Set(axes).size !== axes.length) throw new ShapeError(`axes [${a.axes.join(",")}] name an axis twice`);
+  if (axes.some((x) => isBatch(s[x]!))) throw new ShapeError(`cannot ${verb} over the batch axis`);
+  return a.keepDims ? s.map((d, i) => (axes.includes(i) ? 1 : d)) : s.filter((_, i) => !axes.includes(i));
+}
+
 const rules: { readonly [K in Op]: Rule<K> } = {
   input: () => {
     throw new ShapeError("an input's type is declared, not inferred");
@@ -214,12 +222,9 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     });
     return a.shape;
   },
-  mean: (ts, a) => {
-    const s = ts[0]!.shape;
-    const axes = a.axes.map((x) => axis(s.length, x, "axis"));
-    if (axes.some((x) => isBatch(s[x]!))) throw new ShapeError("cannot average over the batch axis");
-    return a.keepDims ? s.map((d, i) => (axes.includes(i) ? 1 : d)) : s.filter((_, i) => !axes.includes(i));
-  },
+  mean: (ts, a) => reduced(ts[0]!.shape, a, "average"),
+  sum: (ts, a) => reduced(ts[0]!.shape, a, "sum"),
+  max: (ts, a) => reduced(ts[0]!.shape, a, "take the maximum"),
 };
 
 /** Infers the result type of `op` applied to operands of the given types. */

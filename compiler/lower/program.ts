@@ -145,6 +145,8 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
   },
   broadcast: (n, cx) => cx.step("tf.broadcastTo", [cx.arg(n.inputs[0]!), { shape: n.attrs.shape }], n.type.shape),
   mean: (n, cx) => cx.step("tf.mean", [cx.arg(n.inputs[0]!), { lit: n.attrs.axes }, { lit: n.attrs.keepDims }], n.type.shape),
+  sum: (n, cx) => cx.step("tf.sum", [cx.arg(n.inputs[0]!), { lit: n.attrs.axes }, { lit: n.attrs.keepDims }], n.type.shape),
+  max: (n, cx) => cx.step("tf.max", [cx.arg(n.inputs[0]!), { lit: n.attrs.axes }, { lit: n.attrs.keepDims }], n.type.shape),
 };
 
 /** Lowers a canonical graph to a kernel program (without disposals). */

@@ -97,6 +97,8 @@ const flopRules: { readonly [K in Op]: (n: AnyNode, ins: readonly TensorType[]) 
   slice: zero,
   broadcast: zero,
   mean: (_n, ins) => elementCount(ins[0]!.shape),
+  sum: (_n, ins) => elementCount(ins[0]!.shape),
+  max: (_n, ins) => elementCount(ins[0]!.shape),
 };
 
 function bytesOf(t: TensorType): Linear {

@@ -15,31 +15,49 @@ import { trace } from "../../compiler/dsl/mod.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const dir = join(root, "test/fixtures/specs");
-const fixtures = readdirSync(dir).filter((f) => f.endsWith(".ts") && !f.startsWith("_"));
 
-for (const file of fixtures) {
-  test(`spec fixture ${file} fails at its stated location`, async () => {
-    const path = join(dir, file);
-    const expect = /\/\/ expect-error: (\d+):(\d+): (.*)$/m.exec(readFileSync(path, "utf8"));
-    assert.ok(expect, `${file} has no expect-error comment`);
-    const mod = await import(pathToFileURL(path).href);
+/**
+ * Conformance files: a spec states the error of its default export in a
+ * `// expect-error: LINE:COL: message` comment; a file of several models
+ * states one per named export with `// expect-error[name]: LINE:COL: message`.
+ */
+const fixtureDirs = ["test/fixtures/specs", "test/fixtures/patterns"];
+const cases: { file: string; path: string; exportName: string; line: number; col: number; message: string }[] = [];
+for (const d of fixtureDirs) {
+  for (const file of readdirSync(join(root, d)).filter((f) => f.endsWith(".ts") && !f.startsWith("_")).sort()) {
+    const path = join(root, d, file);
+    const text = readFileSync(path, "utf8");
+    const found = [...text.matchAll(/\/\/ expect-error(?:\[(\w+)\])?: (\d+):(\d+): (.*)$/gm)];
+    if (found.length === 0) throw new Error(`${d}/${file} has no expect-error comment`);
+    for (const m of found) cases.push({ file: `${d}/${file}`, path, exportName: m[1] ?? "default", line: Number(m[2]), col: Number(m[3]), message: m[4]! });
+  }
+}
+
+test("there are at least 25 pattern conformance cases", () => {
+  assert.ok(cases.filter((c) => c.file.includes("/patterns/")).length >= 25);
+});
+
+for (const c of cases) {
+  test(`${c.file}${c.exportName === "default" ? "" : ` [${c.exportName}]`} fails at ${c.line}:${c.col}`, async () => {
+    const mod = await import(pathToFileURL(c.path).href);
     let error: unknown;
     try {
-      trace(mod.default);
+      trace(mod[c.exportName]);
     } catch (e) {
       error = e;
     }
-    assert.instance(error, CompileError, `${file} traced without an error`);
+    assert.instance(error, CompileError, `${c.file} ${c.exportName} traced without an error (or crashed: ${String(error)})`);
     const err = error as CompileError;
-    assert.is(err.loc?.file, path);
-    assert.is(err.loc?.line, Number(expect[1]));
-    assert.is(err.loc?.col, Number(expect[2]));
+    assert.is(err.loc?.file, c.path);
+    assert.is(err.loc?.line, c.line, "line");
+    assert.is(err.loc?.col, c.col, "column");
     const text = formatDiagnostic(err);
-    const header = `${relative(process.cwd(), path)}:${expect[1]}:${expect[2]}: error: ${expect[3]}`;
-    assert.ok(text.startsWith(header), `got:\n${text}\nexpected it to start with:\n${header}`);
+    const header = `${relative(process.cwd(), c.path)}:${c.line}:${c.col}: error: ${c.message}`;
+    assert.is(text.split("\n")[0], header);
     const [, source, caret] = text.split("\n");
-    assert.is(caret!.indexOf("^"), 2 + Number(expect[2]) - 1, "caret under the column");
+    assert.is(caret!.indexOf("^"), 2 + c.col - 1, "caret under the column");
     assert.ok(source!.trim().length > 0);
+    assert.not.match(text, /\n\s+at /, "no stack frames");
   });
 }
 
