@@ -9,6 +9,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend, type BackendChoice, type BackendInfo } from "./backend.ts";
 import { dimValue, formatPlanShape, predictedPeakBytes, type Plan } from "./plan.ts";
 import { registerSimdMatmul } from "./kernels/simd_matmul.ts";
+import { gelu } from "./kernels/gelu.ts";
 import { turboMerge } from "./kernels/turbo_merge.ts";
 import { fromHfVit, isHfVit, parseSafetensors, randomWeights, type WeightTensor } from "./weights/mod.ts";
 
@@ -24,7 +25,7 @@ export interface CompiledModule {
 }
 
 /** Runtime kernels a compiled program may call besides tfjs ops. */
-export const kernels = { turboMerge } as const;
+export const kernels = { turboMerge, gelu } as const;
 export type Kernels = typeof kernels;
 
 export class LoadError extends Error {}

@@ -58,7 +58,7 @@ export function emitTs(program: Program, plan: Plan, source: string): { ts: stri
   file.addTypeAlias({
     name: "Kernels",
     docs: ["Runtime kernels the program calls besides tfjs ops (runtime/kernels)."],
-    type: "{ turboMerge(inputs: Record<string, tfc.Tensor | null>, options: Record<string, unknown>): Record<string, tfc.Tensor> }",
+    type: "{ turboMerge(inputs: Record<string, tfc.Tensor | null>, options: Record<string, unknown>): Record<string, tfc.Tensor>; gelu(x: tfc.Tensor): tfc.Tensor }",
   });
   file.addVariableStatement({
     isExported: true,

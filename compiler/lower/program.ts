@@ -75,13 +75,8 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
   add: binaryCall("tf.add"),
   mul: binaryCall("tf.mul"),
   scale: (n, cx) => cx.step("tf.mul", [cx.arg(n.inputs[0]!), { lit: n.attrs.value }], n.type.shape),
-  gelu: (n, cx) => {
-    const x = cx.arg(n.inputs[0]!);
-    const s = n.type.shape;
-    const e = cx.step("tf.erf", [cx.step("tf.mul", [x, { lit: Math.SQRT1_2 }], s)], s);
-    const half = cx.step("tf.mul", [x, { lit: 0.5 }], s);
-    return cx.step("tf.add", [half, cx.step("tf.mul", [half, e], s)], s);
-  },
+  // One kernel: a WebAssembly SIMD loop on wasm (runtime/kernels/gelu.ts), tfjs ops elsewhere.
+  gelu: (n, cx) => cx.step("k.gelu", [cx.arg(n.inputs[0]!)], n.type.shape),
   log: unaryCall("tf.log"),
   softmax: unaryCall("tf.softmax"),
   layer_norm: (n, cx) => {

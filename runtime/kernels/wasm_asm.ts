@@ -79,6 +79,7 @@ export class Code {
   f32load(offset = 0) { return this.op(0x2a, 2, ...uleb(offset)); }
   f32store(offset = 0) { return this.op(0x38, 2, ...uleb(offset)); }
   f32const0() { return this.op(0x43, 0, 0, 0, 0); }
+  f32const(v: number) { return this.op(0x43, ...new Uint8Array(new Float32Array([v]).buffer)); }
   f32add() { return this.op(0x92); }
   f32mul() { return this.op(0x94); }
   v128load(offset = 0) { return this.simd(0x00, 0, ...uleb(offset)); }
@@ -87,6 +88,10 @@ export class Code {
   f32x4splat() { return this.simd(0x13); }
   f32x4add() { return this.simd(0xe4); }
   f32x4mul() { return this.simd(0xe6); }
+  f32x4sub() { return this.simd(0xe5); }
+  f32x4div() { return this.simd(0xe7); }
+  f32x4min() { return this.simd(0xe8); }
+  f32x4max() { return this.simd(0xe9); }
   brIf(depth: number) { return this.op(0x0d, ...uleb(depth)); }
   br(depth: number) { return this.op(0x0c, ...uleb(depth)); }
 
