@@ -3,25 +3,32 @@
  * turbo-compile: arguments → compile → files. Thin on purpose: everything
  * it does is available from `compile()` in mod.ts.
  *
- * Exit codes: 0 ok, 2 user error (bad spec, bad option), 1 internal error.
+ * Input: a spec file (TypeScript, type-checked first) or an IR text file
+ * (`.tir`, as written by `--emit ir`). Exit codes: 0 ok, 2 user error (bad
+ * spec, bad graph, bad option), 1 internal error.
  */
 
-import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { compileGraph, type Compiled } from "./compile.ts";
-import { CompileError, formatError } from "./diagnostics.ts";
+import { checkSpec } from "./check_spec.ts";
+import { CompileError, formatDiagnostic, formatError } from "./diagnostics.ts";
 import { isModelSpec, trace, type ModelSpec } from "./dsl/trace.ts";
+import { readGraph } from "./ir/parse.ts";
 import type { TurboOptions } from "./passes/insert_turbo.ts";
 import { formatReport } from "./report.ts";
 
-const usage = `Usage: turbo-compile <spec.ts> [options]
+const usage = `Usage: turbo-compile <spec.ts | graph.tir> [options]
 
-Traces the model exported by a spec file, plans it statically and writes a
-TensorFlow.js program that runtime's load() can run.
+Type-checks a spec file, traces the model it exports (or reads a graph in the
+IR text form), plans it statically and writes a TensorFlow.js program that
+runtime's load() can run.
 
 Options:
+  --check          only type-check the spec (or parse and check the .tir) and report errors
+  --no-check       skip the type check before tracing
   --model NAME     the spec's named export to compile (default: the default export)
   --batch N        batch size for the plan report's memory figures (default 1)
   --out DIR        output directory (default: compiled/<model name>)
@@ -39,7 +46,13 @@ const emitKinds = ["ts", "ir", "plan"] as const;
 type EmitKind = (typeof emitKinds)[number];
 
 export interface CliOptions {
+  /** The spec file, or a .tir file when `ir` is true. */
   spec: string;
+  ir: boolean;
+  /** --check: stop after the type check. */
+  check: boolean;
+  /** --no-check: skip the type check. */
+  typeCheck: boolean;
   model: string | undefined;
   batch: number;
   out: string | undefined;
@@ -105,8 +118,74 @@ export function parseTurbo(text: string): TurboOptions {
   return o;
 }
 
-/** Parses argv; bad options are CompileErrors (exit 2). */
+/** The command line with a caret under argument `index` (past the end: after the last one), `within` characters in. */
+function commandLine(argv: readonly string[], index: number, within = 0): string[] {
+  const shown = argv.map((a) => (a === "" || /[\s"'$\\]/.test(a) ? JSON.stringify(a) : a));
+  const line = ["turbo-compile", ...shown].join(" ");
+  let col = "turbo-compile ".length;
+  for (let i = 0; i < Math.min(index, shown.length); i++) col += shown[i]!.length + 1;
+  if (index >= shown.length) col = line.length + 1;
+  return [`  ${line}`, `  ${" ".repeat(col + within)}^`];
+}
+
+/** Where an option's value is on the command line: the argument's index and the offset of `part` inside it. */
+function valuePosition(argv: readonly string[], option: string, part?: string): [number, number] | undefined {
+  const at = argv.findIndex((a) => a === option || a.startsWith(`${option}=`));
+  if (at < 0) return undefined;
+  const [index, start] = argv[at] === option ? [at + 1 < argv.length ? at + 1 : at, 0] : [at, option.length + 1];
+  const value = argv[index]!.slice(start);
+  const inside = part === undefined ? -1 : value.indexOf(part);
+  return [index, start + Math.max(0, inside)];
+}
+
+/**
+ * Adds the command line with a caret to an error about the arguments: under
+ * the option a message names (its value, or the option itself when the
+ * option is the problem), else under argument `fallback`.
+ */
+function locateArg(argv: readonly string[], e: CompileError, fallback: number): CompileError {
+  if (e.loc !== undefined || e.context.length > 0) return e;
+  const named = [...e.message.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]);
+  const option = named.find((o) => argv.some((a) => a === o || a.startsWith(`${o}=`)));
+  if (option === undefined) return new CompileError(e.message, undefined, commandLine(argv, fallback));
+  const at = argv.findIndex((a) => a === option || a.startsWith(`${option}=`));
+  if (/argument missing|does not take|Unknown option|cannot be combined/.test(e.message)) {
+    return new CompileError(e.message, undefined, commandLine(argv, at));
+  }
+  const quoted = /"([^"]+)"/.exec(e.message.slice(e.message.indexOf(option)))?.[1];
+  const [index, within] = valuePosition(argv, option, quoted)!;
+  return new CompileError(e.message, undefined, commandLine(argv, index, within));
+}
+
+/** The CLI key of each Turbo pass option, for pointing at it in `--turbo`. */
+const turboKeys: Readonly<Record<string, string>> = { reportSizes: "sizes", trackSources: "sources" };
+
+/** Errors from compiling that are about the arguments (a Turbo option, a missing export) get the command line and a caret. */
+function locateCompileError(argv: readonly string[], o: CliOptions, e: unknown): unknown {
+  if (!(e instanceof CompileError) || e.context.length > 0) return e;
+  const turbo = /^insertTurbo: option (\w+)/.exec(e.message);
+  if (turbo !== null && e.loc === undefined) {
+    const pos = valuePosition(argv, "--turbo", `${turboKeys[turbo[1]!] ?? turbo[1]}=`);
+    if (pos !== undefined) return new CompileError(e.message, undefined, commandLine(argv, ...pos));
+  }
+  if (/has no model export/.test(e.message)) {
+    const pos = o.model === undefined ? undefined : valuePosition(argv, "--model");
+    return new CompileError(e.message, undefined, commandLine(argv, ...(pos ?? [argv.indexOf(o.spec), 0])));
+  }
+  return e;
+}
+
+/** Parses argv; bad options are CompileErrors (exit 2) with the command line and a caret under the culprit. */
 export function parseCli(argv: readonly string[]): CliOptions | "help" {
+  try {
+    return parseArgv(argv);
+  } catch (e) {
+    if (e instanceof CompileError) throw locateArg(argv, e, argv.length);
+    throw e;
+  }
+}
+
+function parseArgv(argv: readonly string[]): CliOptions | "help" {
   let parsed;
   try {
     parsed = parseArgs({
@@ -118,6 +197,8 @@ export function parseCli(argv: readonly string[]): CliOptions | "help" {
         out: { type: "string" },
         emit: { type: "string" },
         turbo: { type: "string" },
+        check: { type: "boolean" },
+        "no-check": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -127,8 +208,15 @@ export function parseCli(argv: readonly string[]): CliOptions | "help" {
   const v = parsed.values;
   if (v.help) return "help";
   if (parsed.positionals.length !== 1) {
-    throw new CompileError(parsed.positionals.length === 0 ? "no spec file given; see --help" : `expected one spec file but got ${parsed.positionals.length}: ${parsed.positionals.join(" ")}`);
+    if (parsed.positionals.length === 0) throw new CompileError("No spec file given; see --help");
+    const second = argv.indexOf(parsed.positionals[1]!);
+    throw locateArg(argv, new CompileError(`Expected one spec file but got ${parsed.positionals.length}: ${parsed.positionals.join(" ")}`), second);
   }
+  const spec = parsed.positionals[0]!;
+  const ir = spec.endsWith(".tir");
+  if (!existsSync(spec)) throw locateArg(argv, new CompileError(`Cannot read ${ir ? "IR" : "spec"} file "${spec}"`), argv.indexOf(spec));
+  if (v.check && v["no-check"]) throw new CompileError("--no-check cannot be combined with --check");
+  if (ir && v.model !== undefined) throw new CompileError(`--model "${v.model}" picks a spec's export, but a .tir file holds one graph`);
   const batch = v.batch === undefined ? 1 : Number(v.batch);
   if (!Number.isInteger(batch) || batch <= 0) throw new CompileError(`--batch "${v.batch}" must be a positive integer`);
   const emit = new Set<EmitKind>();
@@ -137,7 +225,7 @@ export function parseCli(argv: readonly string[]): CliOptions | "help" {
     emit.add(kind as EmitKind);
   }
   const turbo = v.turbo === undefined ? undefined : parseTurbo(v.turbo);
-  return { spec: parsed.positionals[0]!, model: v.model, batch, out: v.out, emit, turbo };
+  return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo };
 }
 
 /** Imports a spec file (TypeScript through tsx) and picks the model export. */
@@ -153,16 +241,15 @@ export async function loadSpec(path: string, exportName: string | undefined): Pr
   } catch (e) {
     if (e instanceof CompileError) throw e;
     const msg = (e as Error).message ?? String(e);
-    if (/Cannot find module|ERR_MODULE_NOT_FOUND|ENOENT/.test(msg) && msg.includes(abs)) throw new CompileError(`cannot read spec file "${path}"`);
-    throw new CompileError(`spec file "${path}" failed to load: ${msg.split("\n")[0]}`, { file: abs, line: 1, col: 1 });
+    if (/Cannot find module|ERR_MODULE_NOT_FOUND|ENOENT/.test(msg) && msg.includes(abs)) throw new CompileError(`Cannot read spec file "${path}"`);
+    throw new CompileError(`Spec file "${path}" failed to load: ${msg.split("\n")[0]}`, { file: abs, line: 1, col: 1 });
   }
   const name = exportName ?? "default";
   const spec = mod[name];
   if (!isModelSpec(spec)) {
     const models = Object.entries(mod).filter(([, v]) => isModelSpec(v)).map(([k]) => k);
     throw new CompileError(
-      `spec file "${path}" has no model export "${name}"${models.length > 0 ? `; model exports: ${models.join(", ")}` : "; export a model(...) value"}`,
-      { file: abs, line: 1, col: 1 },
+      `Spec file "${path}" has no model export "${name}"${models.length > 0 ? `; model exports: ${models.join(", ")}` : "; export a model(...) value"}`,
     );
   }
   return spec;
@@ -178,26 +265,69 @@ function write(dir: string, c: Compiled, o: CliOptions): string[] {
   return files.map(([name]) => join(dir, name));
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+/** Where main() writes: the process's stdout and stderr unless a test passes its own. */
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const stdio: CliIo = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+
+/** Type-checks a spec; prints the errors and returns false when there are any. */
+function typeCheck(o: CliOptions, io: CliIo): boolean {
+  const errors = checkSpec(o.spec);
+  for (const e of errors) io.err(`${formatDiagnostic(e)}\n`);
+  if (errors.length > 0) {
+    const what = `${errors.length} type error${errors.length === 1 ? "" : "s"} in ${o.spec}`;
+    io.err(`turbo-compile: ${what}${o.check ? "" : "; nothing was compiled (--no-check skips the check)"}\n`);
+  }
+  return errors.length === 0;
+}
+
+export async function main(argv: readonly string[], io: CliIo = stdio): Promise<number> {
   try {
     const o = parseCli(argv);
     if (o === "help") {
-      process.stdout.write(usage);
+      io.out(usage);
       return 0;
     }
-    const spec = await loadSpec(o.spec, o.model);
-    const compiled = compileGraph(trace(spec), o.turbo === undefined ? { source: o.spec } : { source: o.spec, turbo: o.turbo });
-    const dir = o.out ?? join("compiled", spec.name);
-    const files = write(dir, compiled, o);
-    process.stdout.write(formatReport(compiled.plan, o.batch));
-    process.stdout.write(`wrote ${files.join(", ")}\n`);
-    return 0;
+    try {
+      return await run(o, io);
+    } catch (e) {
+      throw locateCompileError(argv, o, e);
+    }
   } catch (e) {
     const { text, exitCode } = formatError(e);
-    process.stderr.write(text.startsWith("error:") || text.startsWith("internal:") ? `turbo-compile: ${text}\n` : `${text}\n`);
-    if (exitCode === 1 && process.env.TURBOGRAPH_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    io.err(text.startsWith("error:") || text.startsWith("internal:") ? `turbo-compile: ${text}\n` : `${text}\n`);
+    if (exitCode === 1 && process.env.TURBOGRAPH_DEBUG && e instanceof Error) io.err(`${e.stack}\n`);
     return exitCode;
   }
+}
+
+/** Type-check, trace (or read the .tir), compile, write. */
+async function run(o: CliOptions, io: CliIo): Promise<number> {
+  const options = o.turbo === undefined ? { source: o.spec } : { source: o.spec, turbo: o.turbo };
+  let compiled: Compiled;
+  if (o.ir) {
+    const graph = readGraph(o.spec);
+    if (o.check) {
+      io.out(`${o.spec}: graph "${graph.name}" parses and type-checks (${graph.nodes.length} nodes)\n`);
+      return 0;
+    }
+    compiled = compileGraph(graph, options);
+  } else {
+    if (o.typeCheck && !typeCheck(o, io)) return 2;
+    if (o.check) {
+      io.out(`${o.spec}: no type errors\n`);
+      return 0;
+    }
+    compiled = compileGraph(trace(await loadSpec(o.spec, o.model)), options);
+  }
+  const dir = o.out ?? join("compiled", compiled.graph.name);
+  const files = write(dir, compiled, o);
+  io.out(formatReport(compiled.plan, o.batch));
+  io.out(`wrote ${files.join(", ")}\n`);
+  return 0;
 }
 
 // Run when executed (also through npm's bin symlink), not when imported by tests.

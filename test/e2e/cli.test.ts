@@ -36,7 +36,7 @@ test("`turbo-compile --emit ir` writes only the IR files", () => {
 });
 
 test("`turbo-compile --help` prints the usage", () => {
-  assert.match(tsx(["compiler/cli.ts", "--help"]), /Usage: turbo-compile <spec\.ts> \[options\]/);
+  assert.match(tsx(["compiler/cli.ts", "--help"]), /Usage: turbo-compile <spec\.ts \| graph\.tir> \[options\]/);
 });
 
 test.run();
