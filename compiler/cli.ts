@@ -162,12 +162,13 @@ const turboKeys: Readonly<Record<string, string>> = { reportSizes: "sizes", trac
 
 /** Errors from compiling that are about the arguments (a Turbo option, a missing export) get the command line and a caret. */
 function locateCompileError(argv: readonly string[], o: CliOptions, e: unknown): unknown {
-  if (!(e instanceof CompileError) || e.context.length > 0) return e;
+  if (!(e instanceof CompileError)) return e;
   const turbo = /^insertTurbo: option (\w+)/.exec(e.message);
   if (turbo !== null && e.loc === undefined) {
     const pos = valuePosition(argv, "--turbo", `${turboKeys[turbo[1]!] ?? turbo[1]}=`);
     if (pos !== undefined) return new CompileError(e.message, undefined, commandLine(argv, ...pos));
   }
+  if (e.context.length > 0) return e;
   if (/has no model export/.test(e.message)) {
     const pos = o.model === undefined ? undefined : valuePosition(argv, "--model");
     return new CompileError(e.message, undefined, commandLine(argv, ...(pos ?? [argv.indexOf(o.spec), 0])));

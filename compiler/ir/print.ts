@@ -12,6 +12,7 @@
  * attributes print with the batch name (`[B*17,64]`).
  */
 
+import { CompileError, type SourceLoc } from "../diagnostics.ts";
 import type { AnyNode, Graph, Operand } from "./graph.ts";
 import { formatDim, formatShape, formatType, type Dim } from "./types.ts";
 
@@ -62,4 +63,9 @@ export function irContext(g: Graph, id: number, radius = 2): string[] {
   const out: string[] = [];
   for (let i = lo; i <= hi; i++) out.push(`${i === id ? "  >" : "   "} ${formatNode(g, g.nodes[i]!)}`);
   return out;
+}
+
+/** A user error about node `id`: at `loc` (default: the node's source location), with the IR lines around the node. */
+export function nodeError(g: Graph, id: number, message: string, loc: SourceLoc | undefined = g.meta.get(id)?.loc): CompileError {
+  return new CompileError(message, loc, ["  in the IR:", ...irContext(g, id)]);
 }

@@ -5,7 +5,9 @@
  * graph being built, so rewrites compose in a single forward walk.
  */
 
+import { CompileError } from "../diagnostics.ts";
 import { GraphBuilder, type AnyNode, type Graph, type NodeMeta, type Operand } from "../ir/graph.ts";
+import { nodeError } from "../ir/print.ts";
 import type { Op, OpAttrs } from "../ir/ops.ts";
 
 export interface RewriteContext {
@@ -43,18 +45,24 @@ export function rewrite(g: Graph, rule: RewriteRule): Graph {
       add: (op, inputs, attrs) => b.add(op, inputs, attrs, meta),
       node: (o) => (typeof o === "number" ? b.nodes[o] : undefined),
     };
-    let out = n.op === "input" ? undefined : rule(n, ctx);
-    if (out === undefined) {
-      if (n.op === "input") {
-        const id = b.nodes.length;
-        b.nodes.push({ ...n, id });
-        b.meta.set(id, meta);
-        out = id;
-      } else {
-        out = b.add(n.op, n.inputs.map(map), n.attrs as never, meta);
+    try {
+      let out = n.op === "input" ? undefined : rule(n, ctx);
+      if (out === undefined) {
+        if (n.op === "input") {
+          const id = b.nodes.length;
+          b.nodes.push({ ...n, id });
+          b.meta.set(id, meta);
+          out = id;
+        } else {
+          out = b.add(n.op, n.inputs.map(map), n.attrs as never, meta);
+        }
       }
+      mapping.set(n.id, out);
+    } catch (e) {
+      // A user error raised while rewriting a node shows the IR around that node.
+      if (e instanceof CompileError && e.context.length === 0) throw nodeError(g, n.id, e.message, e.loc);
+      throw e;
     }
-    mapping.set(n.id, out);
   }
   for (const o of g.outputs) {
     const id = map(o.id);
