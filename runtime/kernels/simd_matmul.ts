@@ -9,8 +9,9 @@
  * backend's memory), so nothing is copied.
  *
  * `registerSimdMatmul()` installs it as the wasm backend's BatchMatMul for
- * untransposed float32 operands with batch > 1 (broadcast batch of 1 allowed);
- * every other case goes to the stock kernel, which stays the best for 2-D.
+ * float32 operands with batch > 1 (broadcast batch of 1 allowed); a transposed
+ * b is transposed explicitly first. Every other case (2-D, transposed a) goes
+ * to the stock kernel, which stays the best for 2-D.
  *
  * @module
  */
@@ -137,6 +138,7 @@ export function registerSimdMatmul(): boolean {
   let mm: Mm | undefined;
   let memory: WebAssembly.Memory | undefined;
   const stockFunc = stock.kernelFunc;
+  const transposeKernel = tf.getKernel("Transpose", "wasm")!.kernelFunc;
   const kernelFunc: tf.KernelFunc = (args) => {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
@@ -145,10 +147,18 @@ export function registerSimdMatmul(): boolean {
     const batchA = a.shape.slice(0, -2).reduce((x, y) => x * y, 1);
     const batchB = b.shape.slice(0, -2).reduce((x, y) => x * y, 1);
     const batch = Math.max(batchA, batchB);
-    const simple = !transposeA && !transposeB && a.dtype === "float32" && b.dtype === "float32" && ra === rb && ra >= 3 && batch > 1
+    const simple = !transposeA && a.dtype === "float32" && b.dtype === "float32" && ra === rb && ra >= 3 && batch > 1
       && (batchA === batchB || batchA === 1 || batchB === 1) && a.shape[ra - 1]! > 0;
     if (!simple || !enabled) return stockFunc(args);
     const backend = args.backend as unknown as WasmBackendLike;
+    if (transposeB) {
+      // Transpose b explicitly (the wasm transpose kernel is fast), then multiply.
+      const perm = [...b.shape.keys()].map((i) => (i < rb - 2 ? i : i === rb - 2 ? rb - 1 : rb - 2));
+      const bT = transposeKernel({ inputs: { x: b }, backend: args.backend, attrs: { perm } }) as tf.TensorInfo;
+      const out = kernelFunc({ ...args, inputs: { a, b: bT }, attrs: { ...args.attrs, transposeB: false } }) as tf.TensorInfo;
+      (args.backend as unknown as { disposeData(id: object): void }).disposeData(bT.dataId);
+      return out;
+    }
     if (memory !== backend.wasm.asm.memory) {
       memory = backend.wasm.asm.memory;
       mm = instantiateMatmul(memory);
