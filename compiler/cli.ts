@@ -215,7 +215,6 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
   }
   const spec = parsed.positionals[0]!;
   const ir = spec.endsWith(".tir");
-  if (!existsSync(spec)) throw locateArg(argv, new CompileError(`Cannot read ${ir ? "IR" : "spec"} file "${spec}"`), argv.indexOf(spec));
   if (v.check && v["no-check"]) throw new CompileError("--no-check cannot be combined with --check");
   if (ir && v.model !== undefined) throw new CompileError(`--model "${v.model}" picks a spec's export, but a .tir file holds one graph`);
   const batch = v.batch === undefined ? 1 : Number(v.batch);
@@ -226,6 +225,7 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
     emit.add(kind as EmitKind);
   }
   const turbo = v.turbo === undefined ? undefined : parseTurbo(v.turbo);
+  if (!existsSync(spec)) throw locateArg(argv, new CompileError(`Cannot read ${ir ? "IR" : "spec"} file "${spec}"`), argv.indexOf(spec));
   return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo };
 }
 

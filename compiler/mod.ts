@@ -8,5 +8,7 @@ export type { Graph, Node, AnyNode, Operand } from "./ir/graph.ts";
 export { opDocs } from "./ir/ops.ts";
 export type { Op } from "./ir/ops.ts";
 export { printGraph } from "./ir/print.ts";
+export { parseGraph, readGraph } from "./ir/parse.ts";
+export { checkSpec } from "./check_spec.ts";
 export { verify } from "./ir/verify.ts";
 export { formatReport } from "./report.ts";

@@ -120,6 +120,10 @@ function checkSizes(op: string, pattern: string, sizes: AxisSizes | undefined, c
 const identity = (perm: readonly number[]) => perm.every((p, i) => p === i);
 
 function apply(x: Operand, shape: Shape, plan: RearrangePlan, reduction: Reduction, op: string): Operand {
+  if (plan.reduce.length === 0 && identity(plan.perm)) {
+    // Only regrouping: one reshape straight to the result (or nothing).
+    return shapeEq(plan.out, shape) ? x : emit("reshape", [x], { shape: plan.out }, op);
+  }
   let y = x;
   let cur = shape;
   if (!shapeEq(plan.split, cur)) y = emit("reshape", [y], { shape: (cur = plan.split) }, op);

@@ -73,8 +73,9 @@ for (const file of typeFixtures) {
   });
 }
 
-test("`checkSpec()` finds no errors in the example specs", () => {
+test("`checkSpec()` finds no errors in the example specs, nor in an ES module spec using import.meta", () => {
   assert.equal(checkSpec("examples/vit/vit.ts").map(formatDiagnostic), []);
+  assert.equal(checkSpec("test/fixtures/type_errors/_ok_import_meta.ts").map(formatDiagnostic), []);
 });
 
 test("`turbo-compile --check` exits 2 at the type error's line, and 0 for a clean spec", () => {
