@@ -18,7 +18,8 @@ import {
   softmax,
   trace,
 } from "../../compiler/dsl/mod.ts";
-import { parsePattern } from "../../compiler/dsl/pattern.ts";
+import { SyntaxProblem } from "../../compiler/_syntax.ts";
+import { parsePattern, planEinsum, planRearrange } from "../../compiler/dsl/pattern.ts";
 import { verify } from "../../compiler/ir/verify.ts";
 import { load, selectBackend } from "../../runtime/mod.ts";
 import { randomWeights } from "../../runtime/weights/mod.ts";
@@ -90,6 +91,26 @@ test("`einsum()` is one matmul with untransposed operands, batched over shared o
   const [a, b] = mm[0]!.inputs.map((i) => g.nodes[i as number]!.type.shape);
   assert.equal(a, [{ batch: 6 }, 17, 64]);
   assert.equal(b, [{ batch: 6 }, 64, 17], "k is transposed by an explicit transpose, not by the matmul");
+});
+
+test("random edits of patterns give problems at offsets inside the pattern, never a crash", () => {
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const patterns = ["b n (h d) -> b h n d", "b h n d, b h m d -> b h n m", "b (n k) d -> b n", "b 1 d -> b d"];
+  const alphabet = "bnhdmk()1,-> .x";
+  for (let i = 0; i < 5000; i++) {
+    let p = patterns[i % 4]!;
+    const at = Math.floor(rnd() * (p.length + 1));
+    p = rnd() < 0.5 ? p.slice(0, at) + alphabet[Math.floor(rnd() * alphabet.length)] + p.slice(at) : p.slice(0, at) + p.slice(at + 1);
+    try {
+      const pat = parsePattern(p);
+      if (pat.inputs.length === 2) planEinsum(pat, [[{ batch: 1 }, 6, 17, 64], [{ batch: 1 }, 6, 17, 64]], { op: "einsum", batch: "B" });
+      else planRearrange(pat, [{ batch: 1 }, 17, 384], { op: "reduce", batch: "B", sizes: { h: 6, k: 17 }, reduces: i % 3 === 0 });
+    } catch (e) {
+      if (!(e instanceof SyntaxProblem)) throw new Error(`crash on ${JSON.stringify(p)}: ${(e as Error).stack}`);
+      assert.ok(e.offset >= 0 && e.offset <= p.length, `${JSON.stringify(p)}: offset ${e.offset}`);
+    }
+  }
 });
 
 interface Result {

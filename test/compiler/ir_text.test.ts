@@ -101,6 +101,31 @@ test("odd names, attribute values and scopes round-trip", () => {
   assertRoundTrip(g, "odd");
 });
 
+test("random edits of valid IR text give located errors, never a crash", () => {
+  let seed = 42;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const bases = [printGraph(compile(tiny).traced), printGraph(compile(tiny, { turbo: { r: 2 } }).graph)];
+  const alphabet = '%@[](){}=,:*#"\n -1.0eB3f_';
+  for (let i = 0; i < 600; i++) {
+    let text = bases[i % 2]!;
+    for (let k = 0; k < 1 + (i % 3); k++) {
+      const at = Math.floor(rnd() * text.length);
+      const r = rnd();
+      if (r < 0.4) text = text.slice(0, at) + text.slice(at + 1 + Math.floor(rnd() * 5));
+      else if (r < 0.8) text = text.slice(0, at) + alphabet[Math.floor(rnd() * alphabet.length)] + text.slice(at);
+      else text = text.slice(0, at) + text.slice(Math.floor(rnd() * text.length)).slice(0, 10) + text.slice(at);
+    }
+    try {
+      parseGraph(text, "fuzz.tir");
+    } catch (e) {
+      if (!(e instanceof CompileError)) throw new Error(`crash on edit ${i}: ${(e as Error).stack}\n${text}`);
+      const lines = text.split("\n");
+      assert.ok(e.loc !== undefined && e.loc.line >= 1 && e.loc.line <= lines.length, `edit ${i}: ${e.message}`);
+      assert.ok(e.loc!.col >= 1 && e.loc!.col <= lines[e.loc!.line - 1]!.length + 1, `edit ${i}: column ${e.loc!.col}`);
+    }
+  }
+});
+
 const fixtures = readdirSync(dir).filter((f) => f.endsWith(".tir") && !f.endsWith(".expected.tir")).sort();
 
 test("there are at least 25 malformed .tir conformance files", () => {
