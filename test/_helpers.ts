@@ -1,17 +1,29 @@
 /** Shared test helpers: compile a spec into a temporary directory, compare arrays. */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compile, type Compiled } from "../compiler/compile.ts";
 import type { ModelSpec } from "../compiler/dsl/trace.ts";
 import type { WeightTensor } from "../runtime/weights/mod.ts";
 
+const temporary: string[] = [];
+process.on("exit", () => {
+  for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh directory under the system's temp dir, removed when the test process exits. */
+export function tempDir(prefix = "turbograph-test-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temporary.push(dir);
+  return dir;
+}
+
 /** Compiles `spec` (verifying the IR after every pass) and writes the module to a fresh directory. */
 export function compileToDir(spec: ModelSpec): { dir: string; compiled: Compiled } {
   const compiled = compile(spec, { verify: true });
-  const dir = mkdtempSync(join(tmpdir(), "turbograph-test-"));
+  const dir = tempDir();
   writeFileSync(join(dir, "model.mjs"), compiled.module.js);
   writeFileSync(join(dir, "model.ts"), compiled.module.ts);
   return { dir, compiled };

@@ -3,8 +3,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { tempDir } from "../_helpers.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -12,7 +12,7 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 const tsx = (args: string[]) => execFileSync(process.execPath, ["--import", "tsx", ...args], { cwd: root, encoding: "utf8", stdio: "pipe" });
 
 test("`turbo-compile` writes the module, IR and plan, and run.ts runs it on wasm", () => {
-  const out = mkdtempSync(join(tmpdir(), "turbograph-cli-"));
+  const out = tempDir("turbograph-cli-");
   const report = tsx(["compiler/cli.ts", "examples/vit/vit.ts", "--out", out, "--batch", "4"]);
   assert.match(report, /model vit-tiny: \d+ kernel steps, 40 parameters/);
   assert.match(report, /layer\.1\s+17\s+0\s+17/);
@@ -28,7 +28,7 @@ test("`turbo-compile` writes the module, IR and plan, and run.ts runs it on wasm
 });
 
 test("`turbo-compile --emit ir` writes only the IR files", () => {
-  const out = mkdtempSync(join(tmpdir(), "turbograph-cli-"));
+  const out = tempDir("turbograph-cli-");
   tsx(["compiler/cli.ts", "examples/vit/vit.ts", "--model", "ti16", "--out", out, "--emit", "ir"]);
   assert.equal(readdirSync(out).sort(), ["model.tir", "model.traced.tir"]);
   assert.not.ok(existsSync(join(out, "model.mjs")));

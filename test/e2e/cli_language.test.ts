@@ -8,8 +8,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
+import { tempDir } from "../_helpers.ts";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkSpec } from "../../compiler/check_spec.ts";
@@ -89,9 +89,9 @@ test("`turbo-compile --check` exits 2 at the type error's line, and 0 for a clea
 });
 
 test("`turbo-compile graph.tir` compiles the IR written by `--emit ir` to the same program", async () => {
-  const first = mkdtempSync(join(tmpdir(), "turbograph-tir-"));
-  const again = mkdtempSync(join(tmpdir(), "turbograph-tir-"));
-  const fromFinal = mkdtempSync(join(tmpdir(), "turbograph-tir-"));
+  const first = tempDir("turbograph-tir-");
+  const again = tempDir("turbograph-tir-");
+  const fromFinal = tempDir("turbograph-tir-");
   assert.is((await cli(["examples/vit/vit.ts", "--no-check", "--out", first, "--turbo", "r=4"])).exit, 0);
   const traced = join(first, "model.traced.tir");
   const r = await cli([traced, "--out", again, "--turbo", "r=4"]);

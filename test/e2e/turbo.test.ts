@@ -14,15 +14,14 @@ import { s16, tiny } from "../../examples/vit/vit.ts";
 import { loadModule, type Model } from "../../runtime/mod.ts";
 import { randomWeights } from "../../runtime/weights/mod.ts";
 import { compile } from "../../compiler/compile.ts";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { pixels, relativeError, toTensors } from "../_helpers.ts";
+import { pixels, relativeError, toTensors, tempDir } from "../_helpers.ts";
 
 async function build(spec: typeof s16, turbo: TurboOptions | undefined, seed = 2): Promise<{ model: Model; weights: ReturnType<typeof randomWeights>; compiled: ReturnType<typeof compile> }> {
   const compiled = compile(spec, turbo === undefined ? { verify: true } : { verify: true, turbo });
-  const dir = mkdtempSync(join(tmpdir(), "turbograph-turbo-"));
+  const dir = tempDir("turbograph-turbo-");
   writeFileSync(join(dir, "model.mjs"), compiled.module.js);
   const weights = randomWeights(compiled.plan.params.map((p) => ({ name: p.name, shape: p.shape as number[] })), seed);
   const model = await loadModule(await import(pathToFileURL(join(dir, "model.mjs")).href), { weights, backend: "wasm" });

@@ -3,19 +3,18 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { vitConfigs } from "../../examples/vit/config.ts";
 import { tiny } from "../../examples/vit/vit.ts";
 import { BackendError, load, LoadError, selectBackend } from "../../runtime/mod.ts";
 import { encodeSafetensors, randomWeights, toHfVit, type WeightTensor } from "../../runtime/weights/mod.ts";
-import { compileToDir, pixels } from "../_helpers.ts";
+import { compileToDir, pixels, tempDir } from "../_helpers.ts";
 
 const { dir, compiled } = compileToDir(tiny);
 const params = compiled.plan.params.map((p) => ({ name: p.name, shape: p.shape as number[] }));
 const weights = randomWeights(params, 21);
-const files = mkdtempSync(join(tmpdir(), "turbograph-weights-"));
+const files = tempDir("turbograph-weights-");
 const x = () => pixels([2, 3, 32, 32], 9);
 
 async function rejects(f: () => Promise<unknown>, pattern: RegExp): Promise<string> {

@@ -3,16 +3,15 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compile } from "../../compiler/compile.ts";
 import { tiny } from "../../examples/vit/vit.ts";
 import { load, loadParallel } from "../../runtime/mod.ts";
-import { pixels, relativeError } from "../_helpers.ts";
+import { pixels, relativeError, tempDir } from "../_helpers.ts";
 
 const compiled = compile(tiny, { turbo: { r: 3, reportSizes: true } });
-const dir = mkdtempSync(join(tmpdir(), "turbograph-parallel-"));
+const dir = tempDir("turbograph-parallel-");
 writeFileSync(join(dir, "model.mjs"), compiled.module.js);
 
 test("`loadParallel()` with 2 workers equals one model on odd and even batches", async () => {
