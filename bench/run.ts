@@ -15,7 +15,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
@@ -204,14 +204,16 @@ async function workersBench(batch: number) {
 
 const backend = await selectBackend("wasm");
 const started = Date.now();
+const loadBefore = loadavg()[0]!;
 const s16Result = await benchModel("ViT-S/16", s16, vitConfigs.s16, Number(args.batch), [8, 13, 16]);
 const b16Result = await benchModel("ViT-B/16", b16, vitConfigs.b16, Number(args["b16-batch"]), [8, 16]);
 log("matmul kernels");
 const matmuls = matmulBench();
 const workers = await workersBench(Number(args["workers-batch"]));
 const seconds = (Date.now() - started) / 1000;
+const loadAfter = loadavg()[0]!;
 
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown cpu"}, Node ${process.version}, tfjs ${tf.version_core}, backend ${backend.name}`;
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown cpu"}, Node ${process.version}, tfjs ${tf.version_core}, backend ${backend.name}; 1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (other processes on the machine slow every figure alike)`;
 const json = { command, machine, date: new Date().toISOString(), seconds, reps, models: [s16Result, b16Result].map((m) => ({
   name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeMs: v.mergeMs, peak: v.peak })),
 })), matmuls, workers };
