@@ -5,6 +5,7 @@
  * ones ([B·h, N, d]·[B·h, d, M], attention's q·kᵀ and p·v) run a scalar loop
  * at about 1–2 GFLOP/s on our machines. This kernel computes each batch slice
  * with f32x4 vectors, a 2-row × 16-column register block (8 accumulators),
+ * column blocks outermost so each block of B stays in cache,
  * reading the operands straight from the tfjs wasm heap (it imports the
  * backend's memory), so nothing is copied.
  *
@@ -34,70 +35,87 @@ function matmulCode(): Code {
   c.get(K).i32(2).shl().set(kb);
   c.get(M).i32(2).shl().set(mb);
 
-  const columns = (rows: number) => {
-    c.i32(0).set(jb);
-    for (const vecs of [4, 1]) {
-      c.loop(() => {
-        c.get(jb).i32(16 * vecs).add().get(mb).gt().brIf(1);
-        for (let a = 0; a < rows * vecs; a++) c.v128zero().set(acc[a]!);
-        c.get(B).get(jb).add().set(bp);
-        for (let r = 0; r < rows; r++) c.get(rowA[r]!).set(ap[r]!);
-        c.get(rowA[0]!).get(kb).add().set(pEnd);
-        c.loop(() => {
-          c.get(ap[0]!).get(pEnd).ge().brIf(1);
-          for (let r = 0; r < rows; r++) c.get(ap[r]!).f32load().f32x4splat().set(av[r]!);
-          for (let v = 0; v < vecs; v++) c.get(bp).v128load(16 * v).set(bv[v]!);
-          for (let r = 0; r < rows; r++) {
-            for (let v = 0; v < vecs; v++) {
-              const a = r * vecs + v;
-              c.get(acc[a]!).get(av[r]!).get(bv[v]!).f32x4mul().f32x4add().set(acc[a]!);
-            }
-          }
-          for (let r = 0; r < rows; r++) c.get(ap[r]!).i32(4).add().set(ap[r]!);
-          c.get(bp).get(mb).add().set(bp);
-          c.br(0);
-        });
-        for (let r = 0; r < rows; r++) {
-          for (let v = 0; v < vecs; v++) c.get(rowC[r]!).get(jb).add().get(acc[r * vecs + v]!).v128store(16 * v);
+  /** Points rowA/rowC at rows i (and i+1). */
+  const rowPointers = (rows: number) => {
+    c.get(A).get(i).get(kb).mul().add().set(rowA[0]!);
+    c.get(C).get(i).get(mb).mul().add().set(rowC[0]!);
+    if (rows === 2) {
+      c.get(rowA[0]!).get(kb).add().set(rowA[1]!);
+      c.get(rowC[0]!).get(mb).add().set(rowC[1]!);
+    }
+  };
+
+  /** C[rows, 16·vecs columns at jb] = A[rows, :]·B[:, same columns]. */
+  const vectorBlock = (rows: number, vecs: number) => {
+    for (let a = 0; a < rows * vecs; a++) c.v128zero().set(acc[a]!);
+    c.get(B).get(jb).add().set(bp);
+    for (let r = 0; r < rows; r++) c.get(rowA[r]!).set(ap[r]!);
+    c.get(rowA[0]!).get(kb).add().set(pEnd);
+    c.loop(() => {
+      c.get(ap[0]!).get(pEnd).ge().brIf(1);
+      for (let r = 0; r < rows; r++) c.get(ap[r]!).f32load().f32x4splat().set(av[r]!);
+      for (let v = 0; v < vecs; v++) c.get(bp).v128load(16 * v).set(bv[v]!);
+      for (let r = 0; r < rows; r++) {
+        for (let v = 0; v < vecs; v++) {
+          const a = r * vecs + v;
+          c.get(acc[a]!).get(av[r]!).get(bv[v]!).f32x4mul().f32x4add().set(acc[a]!);
         }
-        c.get(jb).i32(16 * vecs).add().set(jb);
+      }
+      for (let r = 0; r < rows; r++) c.get(ap[r]!).i32(4).add().set(ap[r]!);
+      c.get(bp).get(mb).add().set(bp);
+      c.br(0);
+    });
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < vecs; v++) c.get(rowC[r]!).get(jb).add().get(acc[r * vecs + v]!).v128store(16 * v);
+    }
+  };
+
+  /** C[rows, column jb] = A[rows, :]·B[:, jb], one column (m not a multiple of 4). */
+  const scalarBlock = (rows: number) => {
+    for (let r = 0; r < rows; r++) c.f32const0().set(s[r]!).get(rowA[r]!).set(ap[r]!);
+    c.get(B).get(jb).add().set(bp);
+    c.get(rowA[0]!).get(kb).add().set(pEnd);
+    c.loop(() => {
+      c.get(ap[0]!).get(pEnd).ge().brIf(1);
+      for (let r = 0; r < rows; r++) c.get(s[r]!).get(ap[r]!).f32load().get(bp).f32load().f32mul().f32add().set(s[r]!);
+      for (let r = 0; r < rows; r++) c.get(ap[r]!).i32(4).add().set(ap[r]!);
+      c.get(bp).get(mb).add().set(bp);
+      c.br(0);
+    });
+    for (let r = 0; r < rows; r++) c.get(rowC[r]!).get(jb).add().get(s[r]!).f32store();
+  };
+
+  /** Every row (two at a time, then the odd one) for the current columns. */
+  const allRows = (block: (rows: number) => void) => {
+    c.i32(0).set(i);
+    for (const rows of [2, 1]) {
+      c.loop(() => {
+        c.get(i).i32(rows).add().get(N).gt().brIf(1);
+        rowPointers(rows);
+        block(rows);
+        c.get(i).i32(rows).add().set(i);
         c.br(0);
       });
     }
-    // The last columns (m not a multiple of 4), one at a time.
-    c.loop(() => {
-      c.get(jb).get(mb).ge().brIf(1);
-      for (let r = 0; r < rows; r++) c.f32const0().set(s[r]!).get(rowA[r]!).set(ap[r]!);
-      c.get(B).get(jb).add().set(bp);
-      c.get(rowA[0]!).get(kb).add().set(pEnd);
-      c.loop(() => {
-        c.get(ap[0]!).get(pEnd).ge().brIf(1);
-        for (let r = 0; r < rows; r++) c.get(s[r]!).get(ap[r]!).f32load().get(bp).f32load().f32mul().f32add().set(s[r]!);
-        for (let r = 0; r < rows; r++) c.get(ap[r]!).i32(4).add().set(ap[r]!);
-        c.get(bp).get(mb).add().set(bp);
-        c.br(0);
-      });
-      for (let r = 0; r < rows; r++) c.get(rowC[r]!).get(jb).add().get(s[r]!).f32store();
-      c.get(jb).i32(4).add().set(jb);
-      c.br(0);
-    });
   };
 
-  c.i32(0).set(i);
-  for (const rows of [2, 1]) {
+  // Column blocks outermost: a block of B (k rows × 64 bytes) stays in cache
+  // while every row of A passes over it.
+  c.i32(0).set(jb);
+  for (const vecs of [4, 1]) {
     c.loop(() => {
-      c.get(i).i32(rows).add().get(N).gt().brIf(1);
-      c.get(A).get(i).get(kb).mul().add().set(rowA[0]!);
-      c.get(C).get(i).get(mb).mul().add().set(rowC[0]!);
-      if (rows === 2) {
-        c.get(rowA[0]!).get(kb).add().set(rowA[1]!);
-        c.get(rowC[0]!).get(mb).add().set(rowC[1]!);
-      }
-      columns(rows);
-      c.get(i).i32(rows).add().set(i);
+      c.get(jb).i32(16 * vecs).add().get(mb).gt().brIf(1);
+      allRows((rows) => vectorBlock(rows, vecs));
+      c.get(jb).i32(16 * vecs).add().set(jb);
       c.br(0);
     });
   }
+  c.loop(() => {
+    c.get(jb).get(mb).ge().brIf(1);
+    allRows(scalarBlock);
+    c.get(jb).i32(4).add().set(jb);
+    c.br(0);
+  });
   return c;
 }
 
