@@ -27,16 +27,33 @@ export interface EagerTurbo {
 }
 
 /**
+ * What `eagerVit` shows an observer after each encoder block (inside its
+ * `tf.tidy`: every tensor the observer makes is disposed with the pass, so
+ * read what you need with `dataSync()`/`arraySync()`).
+ */
+export interface EagerBlockState {
+  /** 0-based index of the encoder block. */
+  block: number;
+  /** The block's output tokens [B, t', D] (after its merge, if any, and its MLP). */
+  x: tf.Tensor3D;
+  /** The block's attention probabilities [B, heads, t, t] (with the log-size bias), before its merge. */
+  probs: tf.Tensor4D;
+}
+
+/**
  * Forward pass, optionally with Turbo merging written out by hand (the way a
  * user would add it to an eager model): after each attention residual, merge
  * with `turboMerge` using the keys averaged over heads and the class token's
  * attention row; later blocks add log(size) to their attention logits.
+ * `observe`, when given, is called after every encoder block with its output
+ * and attention (the redundancy analysis of examples/vit/redundancy.ts).
  */
 export function eagerVit(
   config: VitConfig,
   params: Map<string, tf.Tensor>,
   pixels: tf.Tensor4D,
   turbo?: EagerTurbo,
+  observe?: (state: EagerBlockState) => void,
 ): tf.Tensor2D {
   const { image, patch: p, channels: C, dim: D, depth, heads, classes: K, eps } = config;
   const { grid: G, patches: N, tokens: T, patchDim: P, headDim: dh, hidden: H } = vitDims(config);
@@ -140,6 +157,7 @@ export function eagerVit(
 
       const m = dense(gelu(dense(layerNorm(x, `${l}.ln2`), `${l}.mlp.fc1`, D, H)), `${l}.mlp.fc2`, H, D);
       x = tf.add(x, m);
+      observe?.({ block: n, x, probs: tf.reshape(probs, [B, heads, t, t]) as tf.Tensor4D });
     }
 
     // 4. Final norm, class token, classifier head.
