@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 
 /** Renders a Vega-Lite spec to a PNG file (white background, `scale` × its pixel size). */
-export async function renderPng(spec: TopLevelSpec, path: string, scale = 1.5): Promise<number> {
+export async function renderPng(spec: TopLevelSpec, path: string, scale = 1.25): Promise<number> {
   const view = new vega.View(vega.parse(compileVegaLite(spec).spec), { renderer: "none" });
   const svg = await view.toSVG(scale);
   view.finalize();
