@@ -78,7 +78,27 @@ export const b16: VitConfig = {
   eps: 1e-12,
 };
 
-export const vitConfigs = { tiny, ti16, s16, b16 };
+/**
+ * The ViT trained on MNIST (examples/vit/train_mnist.ts): 2×2 patches give
+ * 196 patch tokens + the class token = 197, the token count of ViT-B/16 at
+ * 224, so Turbo's merging has the same geometry to work with. Width and
+ * depth are sized so that training fits in about an hour on one CPU core
+ * with the wasm backend (see examples/vit/README.md).
+ */
+export const mnist: VitConfig = {
+  name: "mnist",
+  image: 28,
+  patch: 2,
+  channels: 1,
+  dim: 32,
+  depth: 6,
+  heads: 2,
+  mlpRatio: 2,
+  classes: 10,
+  eps: 1e-12,
+};
+
+export const vitConfigs = { tiny, ti16, s16, b16, mnist };
 
 /** Derived sizes of a config. */
 export function vitDims(config: VitConfig): {

@@ -21,4 +21,5 @@ export const tiny = vit(vitConfigs.tiny);
 export const ti16 = vit(vitConfigs.ti16);
 export const s16 = vit(vitConfigs.s16);
 export const b16 = vit(vitConfigs.b16);
+export const mnist = vit(vitConfigs.mnist);
 export default tiny;

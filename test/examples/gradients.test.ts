@@ -13,25 +13,12 @@ import { vitParams } from "../../examples/vit/config.ts";
 import { eagerVit } from "../../examples/vit/eager.ts";
 import { gradientKernels, registerGradients } from "../../examples/vit/gradients.ts";
 import { registerFastWasmKernels } from "../../examples/vit/wasm_kernels.ts";
+import { checkFastKernels, uniform } from "./_wasm_kernel_checks.ts";
 import { selectBackend } from "../../runtime/mod.ts";
 import { randomWeights } from "../../runtime/weights/mod.ts";
-import { relativeError } from "../_helpers.ts";
 
 registerGradients();
 await selectBackend("cpu");
-
-/** mulberry32 uniform numbers in [-1, 1). */
-function uniform(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
-}
 
 const randomTensor = (shape: number[], seed: number, scale = 1): tf.Tensor =>
   tf.mul(tf.tensor(uniform(shape.reduce((a, b) => a * b, 1), seed), shape), scale);
@@ -100,17 +87,6 @@ function vitLoss(params: Map<string, tf.Tensor>): tf.Scalar {
   return tf.losses.softmaxCrossEntropy(y, eagerVit(small, params, x)) as tf.Scalar;
 }
 
-function vitGradients(): { names: string[]; values: Float32Array[] } {
-  const weights = randomWeights(vitParams(small), 5);
-  const names = [...weights.keys()];
-  const vars = names.map((n) => tf.variable(tf.tensor(weights.get(n)!.data, weights.get(n)!.shape), true, `${n}.${tf.getBackend()}`));
-  const params = new Map(names.map((n, i) => [n, vars[i]! as tf.Tensor]));
-  const { grads } = tf.variableGrads(() => vitLoss(params), vars);
-  const values = vars.map((v) => grads[v.name]!.dataSync() as Float32Array);
-  tf.dispose([...vars, ...Object.values(grads)]);
-  return { names, values };
-}
-
 test("the eager ViT's loss: analytic gradients match finite differences for every parameter", () => {
   const weights = randomWeights(vitParams(small), 5);
   const names = [...weights.keys()];
@@ -118,53 +94,8 @@ test("the eager ViT's loss: analytic gradients match finite differences for ever
   checkGradient("vit", (...xs) => vitLoss(new Map(names.map((n, i) => [n, xs[i]!]))), tensors, 5e-2);
 });
 
-test("on wasm with the fast kernels, the ViT's gradients equal the cpu backend's", async () => {
-  const cpu = vitGradients();
-  await selectBackend("wasm");
-  assert.ok(registerFastWasmKernels());
-  const wasm = vitGradients();
-  await selectBackend("cpu");
-  // Per tensor: |wasm − cpu| ≤ 1e-4·max|cpu| + 1e-7 (the attention key biases' gradients are 0 up to rounding).
-  cpu.names.forEach((n, i) => {
-    const want = cpu.values[i]!;
-    const got = wasm.values[i]!;
-    const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-    const diff = got.reduce((m, v, k) => Math.max(m, Math.abs(v - want[k]!)), 0);
-    assert.ok(diff <= 1e-4 * scale + 1e-7, `${n}: max difference ${diff}, scale ${scale}`);
-  });
-});
-
-test("the fast wasm BatchMatMul equals the cpu backend's for transposes and broadcast batches", async () => {
-  const shapes: Array<[number[], number[], boolean, boolean]> = [
-    [[5, 7, 3], [5, 3, 4], false, false],
-    [[5, 3, 7], [5, 3, 4], true, false],
-    [[5, 7, 3], [5, 4, 3], false, true],
-    [[2, 3, 3, 7], [2, 3, 4, 3], true, true],
-    [[6, 7, 3], [3, 4], false, false],
-    [[6, 7, 3], [1, 4, 3], false, true],
-    [[70, 30], [30, 20], false, false],
-    [[30, 70], [20, 30], true, true],
-  ];
-  const inputs = shapes.map(([a, b], i) => [tf.tensor(uniform(a.reduce((x, y) => x * y), 20 + i), a), tf.tensor(uniform(b.reduce((x, y) => x * y), 40 + i), b)] as const);
-  const want = inputs.map(([a, b], i) => ({ shape: tf.matMul(a, b, shapes[i]![2], shapes[i]![3]).shape, data: tf.matMul(a, b, shapes[i]![2], shapes[i]![3]).dataSync() }));
-  await selectBackend("wasm");
-  assert.ok(registerFastWasmKernels());
-  const before = tf.memory().numTensors;
-  inputs.forEach(([a0, b0], i) => {
-    const a = tf.tensor(a0.dataSync(), a0.shape);
-    const b = tf.tensor(b0.dataSync(), b0.shape);
-    const got = tf.matMul(a, b, shapes[i]![2], shapes[i]![3]);
-    assert.equal(got.shape, want[i]!.shape, `case ${i}`);
-    const err = relativeError(got.dataSync(), want[i]!.data);
-    assert.ok(err < 1e-5, `case ${i}: relative error ${err}`);
-    const values = Array.from(got.dataSync());
-    const copy = tf.clone(got);
-    tf.dispose([a, b, got]);
-    assert.equal(Array.from(copy.dataSync()), values, "a clone outlives its source");
-    copy.dispose();
-  });
-  assert.is(tf.memory().numTensors, before, "no tensor left behind");
-  await selectBackend("cpu");
+test("on wasm with the fast kernels (XNNPACK views): gradients and matmuls equal the cpu backend's", async () => {
+  await checkFastKernels(() => registerFastWasmKernels());
 });
 
 test.run();
