@@ -3,7 +3,7 @@
  * digits with tfjs autodiff, and saves the weights as safetensors with
  * Hugging Face ViT names, so the compiled spec loads them directly.
  *
- *   npx tsx examples/vit/train_mnist.ts [--epochs 20] [--batch 32] [--lr 2e-3] [--seed 0]
+ *   npx tsx examples/vit/train_mnist.ts [--epochs 40] [--batch 32] [--lr 2e-3] [--seed 0]
  *       [--out examples/vit/weights/mnist_vit.safetensors] [--backend wasm]
  *
  * The forward pass is examples/vit/eager.ts's `eagerVit` itself, called with a
@@ -66,16 +66,16 @@ function parseOptions(argv: string[]): { options: Options; config: VitConfig } {
   const { values } = parseArgs({
     args: argv,
     options: {
-      epochs: { type: "string", default: "20" },
+      epochs: { type: "string", default: "40" },
       batch: { type: "string", default: "32" },
       lr: { type: "string", default: "2e-3" },
       "min-lr": { type: "string", default: "0" },
       wd: { type: "string", default: "0.05" },
       warmup: { type: "string", default: "1" },
-      shift: { type: "string", default: "2" },
+      shift: { type: "string", default: "1" },
       "label-smoothing": { type: "string", default: "0.1" },
       seed: { type: "string", default: "0" },
-      "eval-every": { type: "string", default: "2" },
+      "eval-every": { type: "string", default: "4" },
       backend: { type: "string", default: "wasm" },
       out: { type: "string", default: "examples/vit/weights/mnist_vit.safetensors" },
       "max-steps": { type: "string", default: "0" },
