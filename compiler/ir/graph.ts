@@ -155,9 +155,4 @@ export class GraphBuilder {
   }
 }
 
-/** The type of an op's attrs, narrowed for a node. */
-export function attrsOf<K extends Op>(n: Node<K>): OpAttrs[K] {
-  return n.attrs;
-}
-
 export type { Shape };
