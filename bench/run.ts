@@ -7,8 +7,9 @@
  * the min–max spread are reported. Variants:
  *   - eager: the hand-written tfjs ViT (examples/vit/eager.ts) on stock kernels,
  *   - compiled Υ = 0, and compiled with Turbo at each Υ (r per block).
- * Then: the SIMD batched matmul against the stock kernel on the attention
- * shapes, and 1 vs 2 worker threads.
+ * Then: a kernel-by-kernel profile of ViT-S/16 (compiled Υ = 0 and eager),
+ * the SIMD batched matmul against the stock kernel on the attention shapes,
+ * and 1 vs 2 worker threads.
  *
  *   npm run bench -- [--batch 8] [--reps 5] [--b16-batch 2] [--workers-batch 16] [--quick]
  */
@@ -29,6 +30,7 @@ import { turboMerge } from "../runtime/kernels/turbo_merge.ts";
 import { loadModule, loadParallel, selectBackend, type Model } from "../runtime/mod.ts";
 import { linearAt } from "../runtime/plan.ts";
 import { randomWeights } from "../runtime/weights/mod.ts";
+import { profileTable, profileVit } from "./profile.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -209,6 +211,11 @@ const started = Date.now();
 const loadBefore = loadavg()[0]!;
 const s16Result = await benchModel("ViT-S/16", s16, vitConfigs.s16, Number(args.batch), [8, 13, 16]);
 const b16Result = await benchModel("ViT-B/16", b16, vitConfigs.b16, Number(args["b16-batch"]), [8, 16]);
+log("kernel profiles: S/16 compiled and eager");
+const profiles = {
+  compiled: await profileVit(s16, vitConfigs.s16, Number(args.batch), 0, Math.min(reps, 3), false),
+  eager: await profileVit(s16, vitConfigs.s16, Number(args.batch), 0, Math.min(reps, 3), true),
+};
 log("matmul kernels");
 const matmuls = matmulBench();
 const workers = await workersBench(Number(args["workers-batch"]));
@@ -218,7 +225,7 @@ const loadAfter = loadavg()[0]!;
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown cpu"}, Node ${process.version}, tfjs ${tf.version_core}, backend ${backend.name}; 1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (other processes on the machine slow every figure alike)`;
 const json = { command, machine, date: new Date().toISOString(), seconds, reps, models: [s16Result, b16Result].map((m) => ({
   name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeMs: v.mergeMs, peak: v.peak })),
-})), matmuls, workers };
+})), profiles, matmuls, workers };
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const lines: string[] = [
@@ -240,6 +247,26 @@ for (const m of [s16Result, b16Result]) {
   }
   lines.push("");
 }
+{
+  const matmul2d = (p: typeof profiles.compiled) => p.rows.find((r) => r.kernel === "MatMul 2-D")?.msPerRun ?? 0;
+  const c2d = matmul2d(profiles.compiled);
+  lines.push(
+    `## Where the time goes (ViT-S/16, batch ${args.batch}, kernel by kernel)`,
+    "",
+    `From \`tf.profile\` (\`npx tsx bench/profile.ts [--eager]\` prints the same). Compiled, Υ = 0: ${profiles.compiled.kernelMsPerRun.toFixed(0)} ms of kernels per run.`,
+    "",
+    ...profileTable(profiles.compiled.rows),
+    "",
+    `Eager: ${profiles.eager.kernelMsPerRun.toFixed(0)} ms of kernels per run.`,
+    "",
+    ...profileTable(profiles.eager.rows),
+    "",
+    `Both run their linear layers as 2-D matmuls on tfjs-wasm's XNNPACK path: ${c2d.toFixed(0)} ms per run compiled, ${matmul2d(profiles.eager).toFixed(0)} ms eager. ` +
+      `Even if every other kernel of the compiled graph took no time, on one core it could run at most ${(profiles.eager.kernelMsPerRun / c2d).toFixed(2)}× the eager implementation ` +
+      `(eager's kernel time over the compiled graph's 2-D matmul time) unless the 2-D matmuls themselves get faster than XNNPACK.`,
+    "",
+  );
+}
 lines.push("## Batched matmul kernels (wasm)", "", "| shape | stock GFLOP/s | SIMD GFLOP/s | speed-up |", "|---|---|---|---|");
 for (const k of matmuls) lines.push(`| ${k.name}: [${k.shapeA}]·[${k.shapeB}] | ${k.stockGflops.toFixed(2)} | ${k.simdGflops.toFixed(2)} | ${(k.simdGflops / k.stockGflops).toFixed(2)}× |`);
 const w1 = median(workers.result[0]!.times);
@@ -249,7 +276,11 @@ for (const w of workers.result) {
   const med = median(w.times);
   lines.push(`| ${w.workers} | ${med.toFixed(0)} | ${((1000 * workers.batch) / med).toFixed(2)} | ${(workers.flops / med / 1e6).toFixed(1)} |`);
 }
-lines.push("", `Two workers: ${(w1 / w2).toFixed(2)}× one worker.`, "");
+{
+  const eagerS16 = s16Result.variants.find((v) => v.r === null)!;
+  const eagerRate = (1000 * s16Result.batch) / median(eagerS16.times);
+  lines.push("", `Two workers: ${(w1 / w2).toFixed(2)}× one worker; ${((1000 * workers.batch) / w2 / eagerRate).toFixed(2)}× the images/s of the eager implementation (one thread, batch ${s16Result.batch}, table above).`, "");
+}
 
 mkdirSync(args.out!, { recursive: true });
 writeFileSync(join(args.out!, "BENCHMARKS.json"), JSON.stringify(json, null, 2) + "\n");
