@@ -8,6 +8,7 @@
 import { operandType, type AnyNode, type Graph, type Node, type Operand } from "../ir/graph.ts";
 import type { Op } from "../ir/ops.ts";
 import type { Shape, TensorType } from "../ir/types.ts";
+import { permuteShape, planTranspose } from "./transpose.ts";
 
 /** A JSON value written into the module as is. */
 export type Literal = number | boolean | string | null | readonly number[] | { readonly [k: string]: number | boolean | string };
@@ -130,7 +131,18 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
   },
   fill: (n, cx) => cx.step("tf.fill", [{ shape: n.attrs.shape }, { lit: n.attrs.value }], n.type.shape),
   reshape: (n, cx) => cx.step("tf.reshape", [cx.arg(n.inputs[0]!), { shape: n.attrs.shape }], n.type.shape),
-  transpose: (n, cx) => cx.step("tf.transpose", [cx.arg(n.inputs[0]!), { lit: n.attrs.perm }], n.type.shape),
+  transpose: (n, cx) => {
+    const x = cx.arg(n.inputs[0]!);
+    // Above rank 4, tfjs transposes element by element: go through ≤ 4-D stages (transpose.ts).
+    const stages = planTranspose(cx.type(n.inputs[0]!).shape, n.attrs.perm);
+    if (stages === undefined) return cx.step("tf.transpose", [x, { lit: n.attrs.perm }], n.type.shape);
+    let y = x;
+    for (const s of stages) {
+      y = cx.step("tf.reshape", [y, { shape: s.shape }], s.shape);
+      y = cx.step("tf.transpose", [y, { lit: s.perm }], permuteShape(s.shape, s.perm));
+    }
+    return cx.step("tf.reshape", [y, { shape: n.type.shape }], n.type.shape);
+  },
   concat: (n, cx) => cx.step("tf.concat", [{ list: n.inputs.map(cx.arg) }, { lit: n.attrs.axis }], n.type.shape),
   slice: (n, cx) => {
     const rank = n.type.shape.length;
