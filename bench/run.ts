@@ -7,7 +7,8 @@
  * the min–max spread are reported. Variants:
  *   - eager: the hand-written tfjs ViT (examples/vit/eager.ts) on stock kernels,
  *   - compiled Υ = 0, and compiled with Turbo at each Υ (r per block).
- * Then: a kernel-by-kernel profile of ViT-S/16 (compiled Υ = 0 and eager),
+ * For S/16 also compiled Υ = 0 on 2 worker threads, so the eager comparison
+ * covers both cores. Then: a kernel-by-kernel profile of ViT-S/16 (compiled Υ = 0 and eager),
  * the SIMD batched matmul against the stock kernel on the attention shapes,
  * and 1 vs 2 worker threads.
  *
@@ -54,7 +55,9 @@ const log = (msg: string) => process.stderr.write(`${msg}\n`);
 interface Variant {
   name: string;
   r: number | null;
-  run: () => void;
+  /** Worker threads (loadParallel) for a compiled variant; undefined: this thread. */
+  workers?: number;
+  run: () => void | Promise<void>;
   times: number[];
   flops: number;
   flopsRatio: number;
@@ -62,7 +65,7 @@ interface Variant {
   peak?: { measured: number; predicted: number | null };
 }
 
-async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.Tensor, weights: ReturnType<typeof randomWeights>): Promise<{ v: Variant; model: Model }> {
+async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.Tensor, weights: ReturnType<typeof randomWeights>): Promise<{ v: Variant; model: Model; dir: string }> {
   const c = compile(spec, r === 0 ? {} : { turbo: { r } });
   const dir = mkdtempSync(join(tmpdir(), "turbograph-bench-"));
   writeFileSync(join(dir, "model.mjs"), c.module.js);
@@ -89,6 +92,24 @@ async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.
       v.mergeMs.push(mergeMs);
     },
   };
+  return { v, model, dir };
+}
+
+/** The Υ = 0 program run by `workers` worker threads (random weights, seed 7, as in this process). */
+async function parallelVariant(dir: string, workers: number, batch: number, flops: number, x: tf.Tensor) {
+  const model = await loadParallel(dir, { weights: { random: 7 }, backend: "wasm", workers });
+  const v: Variant = {
+    name: `compiled, Υ = 0, ${workers} workers`,
+    r: 0,
+    workers,
+    times: [],
+    mergeMs: [],
+    flops,
+    flopsRatio: 1,
+    run: async () => {
+      tf.dispose(Object.values(await model.run({ pixels: x })));
+    },
+  };
   return { v, model };
 }
 
@@ -100,7 +121,7 @@ async function peakOf(f: () => tf.Tensor): Promise<number> {
   return p.peakBytes - before;
 }
 
-async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batch: number, rs: number[]) {
+async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batch: number, rs: number[], workers = 0) {
   log(`${name}: batch ${batch}, compiling and loading ${rs.length + 1} variants`);
   const x = tf.randomUniform([batch, config.channels, config.image, config.image], 0, 1, "float32", 1);
   const plain = compile(spec);
@@ -124,19 +145,20 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
   };
   const compiled = [];
   for (const r of [0, ...rs]) compiled.push(await compiledVariant(spec, r, batch, x, weights));
-  const variants = [eager, ...compiled.map((c) => c.v)];
+  const parallel = workers > 1 ? await parallelVariant(compiled[0]!.dir, workers, batch, compiled[0]!.v.flops, x) : undefined;
+  const variants = [eager, ...compiled.map((c) => c.v), ...(parallel ? [parallel.v] : [])];
   for (const v of variants) {
-    v.run();
+    await v.run();
     v.times.length = 0;
     v.mergeMs.length = 0;
   }
   for (let rep = 0; rep < reps; rep++) {
     for (const v of variants) {
       const t0 = performance.now();
-      v.run();
+      await v.run();
       v.times.push(performance.now() - t0);
     }
-    log(`  rep ${rep + 1}/${reps}: ${variants.map((v) => `${v.r ?? "eager"} ${v.times[rep]!.toFixed(0)} ms`).join(", ")}`);
+    log(`  rep ${rep + 1}/${reps}: ${variants.map((v) => `${v.r ?? "eager"}${v.workers ? `×${v.workers}w` : ""} ${v.times[rep]!.toFixed(0)} ms`).join(", ")}`);
   }
   setSimdMatmulEnabled(false);
   eager.peak = { measured: await peakOf(() => eagerVit(config, params, x as tf.Tensor4D)), predicted: null };
@@ -145,6 +167,8 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
     v.peak = { measured: await peakOf(() => model.run({ pixels: x }).logits!), predicted: model.predictedPeakBytes(batch) };
     model.dispose();
   }
+  // Each worker has its own tfjs; its memory is not visible from here.
+  await parallel?.model.dispose();
   tf.dispose([...params.values(), x]);
   return { name, batch, variants };
 }
@@ -209,7 +233,7 @@ async function workersBench(batch: number) {
 const backend = await selectBackend("wasm");
 const started = Date.now();
 const loadBefore = loadavg()[0]!;
-const s16Result = await benchModel("ViT-S/16", s16, vitConfigs.s16, Number(args.batch), [8, 13, 16]);
+const s16Result = await benchModel("ViT-S/16", s16, vitConfigs.s16, Number(args.batch), [8, 13, 16], 2);
 const b16Result = await benchModel("ViT-B/16", b16, vitConfigs.b16, Number(args["b16-batch"]), [8, 16]);
 log("kernel profiles: S/16 compiled and eager");
 const profiles = {
@@ -224,7 +248,7 @@ const loadAfter = loadavg()[0]!;
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown cpu"}, Node ${process.version}, tfjs ${tf.version_core}, backend ${backend.name}; 1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (other processes on the machine slow every figure alike)`;
 const json = { command, machine, date: new Date().toISOString(), seconds, reps, models: [s16Result, b16Result].map((m) => ({
-  name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeMs: v.mergeMs, peak: v.peak })),
+  name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, workers: v.workers ?? 1, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeMs: v.mergeMs, peak: v.peak })),
 })), profiles, matmuls, workers };
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -242,8 +266,8 @@ for (const m of [s16Result, b16Result]) {
   lines.push(`## ${m.name}, batch ${m.batch}`, "", "| variant | median ms | spread ms | images/s | vs eager | vs Υ = 0 | predicted FLOPs ratio | GFLOP/s | merge share | peak measured | peak planned |", "|---|---|---|---|---|---|---|---|---|---|---|");
   for (const v of m.variants) {
     const med = median(v.times);
-    const mergeShare = v.r ? `${((100 * median(v.mergeMs)) / med).toFixed(1)} %` : "–";
-    lines.push(`| ${v.name} | ${med.toFixed(0)} | ${Math.min(...v.times).toFixed(0)}–${Math.max(...v.times).toFixed(0)} | ${((1000 * m.batch) / med).toFixed(2)} | ${(median(eager.times) / med).toFixed(2)}× | ${v.r === null ? "–" : `${(median(base.times) / med).toFixed(2)}×`} | ${v.r === null ? "–" : `${v.flopsRatio.toFixed(2)}×`} | ${(v.flops / med / 1e6).toFixed(1)} | ${mergeShare} | ${mib(v.peak!.measured)} | ${v.peak!.predicted === null ? "–" : mib(v.peak!.predicted)} |`);
+    const mergeShare = v.r && !v.workers ? `${((100 * median(v.mergeMs)) / med).toFixed(1)} %` : "–";
+    lines.push(`| ${v.name} | ${med.toFixed(0)} | ${Math.min(...v.times).toFixed(0)}–${Math.max(...v.times).toFixed(0)} | ${((1000 * m.batch) / med).toFixed(2)} | ${(median(eager.times) / med).toFixed(2)}× | ${v.r === null ? "–" : `${(median(base.times) / med).toFixed(2)}×`} | ${v.r === null ? "–" : `${v.flopsRatio.toFixed(2)}×`} | ${(v.flops / med / 1e6).toFixed(1)} | ${mergeShare} | ${v.peak === undefined ? "–" : mib(v.peak.measured)} | ${v.peak?.predicted == null ? "–" : mib(v.peak.predicted)} |`);
   }
   lines.push("");
 }
