@@ -27,16 +27,19 @@ export interface ParallelModel {
 }
 
 /**
- * Starts one worker. The published JavaScript runs as is; from TypeScript
- * sources (development, tests) the worker first registers tsx's loader itself,
- * because Node 20 does not pass module hooks from --import on to workers.
+ * Starts a worker running the module at `url`. Published JavaScript runs as
+ * is; a TypeScript module (development, tests, examples) first gets tsx's
+ * loader registered inside the worker, because Node 20 does not pass module
+ * hooks from --import on to workers.
  */
-function startWorker(): Worker {
-  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./worker.js", import.meta.url));
-  const target = JSON.stringify(new URL("./worker.ts", import.meta.url).href);
+export function startModuleWorker(url: URL): Worker {
+  if (!url.pathname.endsWith(".ts")) return new Worker(url);
+  const target = JSON.stringify(url.href);
   const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
   return new Worker(`import(${api}).then((tsx) => { tsx.register(); return import(${target}); });`, { eval: true });
 }
+
+const startWorker = (): Worker => startModuleWorker(new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url));
 
 const batchAxis = (shape: Plan["inputs"][number]["shape"]) => shape.findIndex((d) => typeof d !== "number");
 

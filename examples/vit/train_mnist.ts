@@ -3,8 +3,8 @@
  * digits with tfjs autodiff, and saves the weights as safetensors with
  * Hugging Face ViT names, so the compiled spec loads them directly.
  *
- *   npx tsx examples/vit/train_mnist.ts [--epochs 40] [--batch 32] [--lr 2e-3] [--seed 0]
- *       [--out examples/vit/weights/mnist_vit.safetensors] [--backend wasm]
+ *   npx tsx examples/vit/train_mnist.ts [--epochs 40] [--batch 32] [--lr 3e-3] [--seed 0]
+ *       [--workers 1] [--out examples/vit/weights/mnist_vit.safetensors] [--backend wasm]
  *
  * The forward pass is examples/vit/eager.ts's `eagerVit` itself, called with a
  * map of `tf.Variable`s: the same math, the same parameter names. Everything is
@@ -13,6 +13,14 @@
  * `--shift` pixels, zero filled) come from one mulberry32 stream, and the wasm
  * backend runs single-threaded, so a rerun with the same flags gives the same
  * weights.
+ *
+ * `--workers N` computes each batch's gradients data-parallel: the batch is cut
+ * into N contiguous slices, this thread takes the first and N − 1 worker
+ * threads (train_worker.ts, each with its own tfjs) the others; the slices'
+ * gradients are averaged, weighted by their sizes, which is the whole batch's
+ * gradient up to float rounding. The optimiser runs here and the workers get
+ * the updated parameters with the next step. The same flags and N give the
+ * same weights; another N gives weights equal to float rounding only.
  *
  * Optimiser: AdamW (β = 0.9, 0.999; decoupled weight decay on the 2-D weight
  * matrices only), gradients clipped to a global norm of 1, learning rate
@@ -32,18 +40,17 @@ import * as tf from "@tensorflow/tfjs-core";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
-import { selectBackend, type BackendChoice } from "../../runtime/backend.ts";
-import { registerSimdMatmul } from "../../runtime/kernels/simd_matmul.ts";
+import type { BackendChoice } from "../../runtime/backend.ts";
 import { encodeSafetensors, randomWeights, toHfVit, type WeightTensor } from "../../runtime/weights/mod.ts";
 import { vitConfigs, vitParams, type VitConfig } from "./config.ts";
 import { eagerVit } from "./eager.ts";
-import { registerGradients } from "./gradients.ts";
 import { gatherBatch, loadMnist, MNIST_PIXELS, MNIST_SIZE, type MnistSplit } from "./mnist_data.ts";
 import { formatDuration, Progress } from "./progress.ts";
-import { registerFastWasmKernels } from "./wasm_kernels.ts";
+import { ShardedGradients } from "./train_parallel.ts";
+import { gradientStep, setUpTraining } from "./train_step.ts";
 
 const USAGE = `usage: train_mnist.ts [--epochs N] [--batch N] [--lr X] [--min-lr X] [--wd X] [--warmup EPOCHS]
-       [--shift PX] [--label-smoothing X] [--seed N] [--eval-every EPOCHS] [--backend wasm|cpu|auto]
+       [--shift PX] [--label-smoothing X] [--seed N] [--eval-every EPOCHS] [--workers N] [--backend wasm|cpu|auto]
        [--out FILE.safetensors] [--max-steps N] [--dim N --heads N --depth N --mlp-ratio N]`;
 
 interface Options {
@@ -60,6 +67,7 @@ interface Options {
   backend: BackendChoice;
   out: string;
   maxSteps: number;
+  workers: number;
 }
 
 function parseOptions(argv: string[]): { options: Options; config: VitConfig } {
@@ -68,10 +76,10 @@ function parseOptions(argv: string[]): { options: Options; config: VitConfig } {
     options: {
       epochs: { type: "string", default: "40" },
       batch: { type: "string", default: "32" },
-      lr: { type: "string", default: "2e-3" },
+      lr: { type: "string", default: "3e-3" },
       "min-lr": { type: "string", default: "0" },
       wd: { type: "string", default: "0.05" },
-      warmup: { type: "string", default: "1" },
+      warmup: { type: "string", default: "2" },
       shift: { type: "string", default: "1" },
       "label-smoothing": { type: "string", default: "0.1" },
       seed: { type: "string", default: "0" },
@@ -79,6 +87,7 @@ function parseOptions(argv: string[]): { options: Options; config: VitConfig } {
       backend: { type: "string", default: "wasm" },
       out: { type: "string", default: "examples/vit/weights/mnist_vit.safetensors" },
       "max-steps": { type: "string", default: "0" },
+      workers: { type: "string", default: "1" },
       dim: { type: "string" },
       heads: { type: "string" },
       depth: { type: "string" },
@@ -111,6 +120,7 @@ function parseOptions(argv: string[]): { options: Options; config: VitConfig } {
     backend: values.backend as BackendChoice,
     out: values.out,
     maxSteps: num("max-steps", values["max-steps"], true, 0),
+    workers: num("workers", values.workers, true, 1),
   };
   const config: VitConfig = { ...vitConfigs.mnist };
   if (values.dim !== undefined) config.dim = num("dim", values.dim, true, 1);
@@ -243,14 +253,9 @@ function evaluate(config: VitConfig, params: Map<string, tf.Tensor>, split: Mnis
 async function main(argv: string[]): Promise<number> {
   const { options: o, config } = parseOptions(argv);
   const command = ["npx", "tsx", "examples/vit/train_mnist.ts", ...argv].join(" ");
-  registerGradients();
-  const backend = await selectBackend(o.backend);
-  // On wasm: runtime/kernels' SIMD batched matmul for untransposed batched products, and
-  // wasm_kernels.ts around it (explicit transposes, XNNPACK for 2-D, zero-copy Identity).
-  const simd = backend.name === "wasm" && registerSimdMatmul();
-  const fastKernels = backend.name === "wasm" && registerFastWasmKernels({ batched: simd ? "inner" : "views" });
+  const backend = await setUpTraining(o.backend);
   const data = loadMnist();
-  console.error(`backend ${backend.name} (${backend.reason})${fastKernels ? `; fast kernels (batched matmul: ${simd ? "SIMD" : "XNNPACK views"})` : ""}`);
+  console.error(backend.description);
   console.error(`data: ${data.train.count} train, ${data.test.count} test images from ${data.source}`);
   console.error(`config: ${JSON.stringify(config)}`);
 
@@ -262,6 +267,8 @@ async function main(argv: string[]): Promise<number> {
   const decay = (name: string) => name.endsWith(".weight") && params.get(name)!.rank === 2;
   const optimizer = new AdamW(params, decay);
   const varList = [...params.values()];
+  const sharded = o.workers > 1 ? await ShardedGradients.start(o.workers - 1, config, o.backend, vitParams(config)) : undefined;
+  if (sharded) console.error(`data-parallel: this thread and ${o.workers - 1} worker thread(s)`);
 
   const random = mulberry32(o.seed ^ 0x5eed);
   const stepsPerEpoch = Math.floor(data.train.count / o.batch);
@@ -293,7 +300,8 @@ async function main(argv: string[]): Promise<number> {
       labelSmoothing: o.labelSmoothing,
       data: { package: "mnist@1.1.0", split: "per digit: last 200 images test, the rest train", train: data.train.count, test: data.test.count },
       parameters: paramCount,
-      backend: backend.name,
+      backend: backend.backend,
+      workers: o.workers,
       finalTrainLoss: last.loss,
       finalTrainAccuracy: last.accuracy,
       testAccuracy: test.accuracy,
@@ -321,18 +329,12 @@ async function main(argv: string[]): Promise<number> {
       const batch = gatherBatch(data.train, order.subarray(s * o.batch, (s + 1) * o.batch));
       const images = shiftImages(batch.images, o.shift, random);
       const lr = learningRate(step, plannedSteps, warmupSteps, o.lr, o.minLr);
-      const x = tf.tensor4d(images, [o.batch, 1, MNIST_SIZE, MNIST_SIZE]);
-      const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.labels, "int32"), config.classes));
-      let logits: tf.Tensor | undefined;
-      const { value, grads } = tf.variableGrads(() => {
-        const out = eagerVit(config, params, x);
-        logits = tf.keep(out);
-        return tf.losses.softmaxCrossEntropy(y, out, undefined, o.labelSmoothing) as tf.Scalar;
-      }, varList);
-      optimizer.step(grads, lr, o.weightDecay, 1);
-      const loss = value.dataSync()[0]!;
-      const pred = tf.tidy(() => tf.argMax(logits!, 1).dataSync());
-      tf.dispose([x, y, value, logits!, ...Object.values(grads)]);
+      const r = sharded
+        ? await sharded.step(config, params, varList, images, batch.labels, o.batch, o.labelSmoothing)
+        : gradientStep(config, params, varList, images, batch.labels, o.batch, o.labelSmoothing);
+      optimizer.step(Object.fromEntries(varList.map((v, i) => [v.name, r.grads[i]!])), lr, o.weightDecay, 1);
+      const { loss, predictions: pred } = r;
+      tf.dispose(r.grads);
       if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${step + 1}; try a lower --lr`);
       for (let i = 0; i < o.batch; i++) if (pred[i] === batch.labels[i]) correct++;
       lossSum += loss * o.batch;
@@ -363,6 +365,7 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   progress.finish();
+  await sharded?.stop();
   if (history.at(-1)?.testAccuracy === undefined) test = evaluate(config, params, data.test);
   const wallSeconds = progress.elapsed;
   save(true);
