@@ -274,6 +274,9 @@ for (const m of [s16Result, b16Result]) {
 {
   const matmul2d = (p: typeof profiles.compiled) => p.rows.find((r) => r.kernel === "MatMul 2-D")?.msPerRun ?? 0;
   const c2d = matmul2d(profiles.compiled);
+  const eagerMedian = median(s16Result.variants.find((v) => v.r === null)!.times);
+  const c2dShare = c2d / profiles.compiled.kernelMsPerRun;
+  const c2dWall = c2dShare * median(s16Result.variants.find((v) => v.r === 0)!.times);
   lines.push(
     `## Where the time goes (ViT-S/16, batch ${args.batch}, kernel by kernel)`,
     "",
@@ -285,9 +288,11 @@ for (const m of [s16Result, b16Result]) {
     "",
     ...profileTable(profiles.eager.rows),
     "",
-    `Both run their linear layers as 2-D matmuls on tfjs-wasm's XNNPACK path: ${c2d.toFixed(0)} ms per run compiled, ${matmul2d(profiles.eager).toFixed(0)} ms eager. ` +
-      `Even if every other kernel of the compiled graph took no time, on one core it could run at most ${(profiles.eager.kernelMsPerRun / c2d).toFixed(2)}× the eager implementation ` +
-      `(eager's kernel time over the compiled graph's 2-D matmul time) unless the 2-D matmuls themselves get faster than XNNPACK.`,
+    `Both run their linear layers as 2-D matmuls on tfjs-wasm's XNNPACK path: ${c2d.toFixed(0)} ms per profiled run compiled, ${matmul2d(profiles.eager).toFixed(0)} ms eager. ` +
+      `They are ${(100 * c2dShare).toFixed(1)} % of the compiled graph's kernel time, so of its median run in the S/16 table about ${c2dWall.toFixed(0)} ms. ` +
+      `Even if every other kernel took no time, on one core the compiled graph could run at most ${(eagerMedian / c2dWall).toFixed(2)}× the eager implementation ` +
+      `(eager's median run, ${eagerMedian.toFixed(0)} ms, over that) unless the 2-D matmuls themselves get faster than XNNPACK. ` +
+      `(Shares, not milliseconds, carry over between the table and the profile: the two are measured minutes apart on a machine whose speed drifts.)`,
     "",
   );
 }
