@@ -96,7 +96,7 @@ async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.
 }
 
 /** The Υ = 0 program run by `workers` worker threads (random weights, seed 7, as in this process). */
-async function parallelVariant(dir: string, workers: number, batch: number, flops: number, x: tf.Tensor) {
+async function parallelVariant(dir: string, workers: number, flops: number, x: tf.Tensor) {
   const model = await loadParallel(dir, { weights: { random: 7 }, backend: "wasm", workers });
   const v: Variant = {
     name: `compiled, Υ = 0, ${workers} workers`,
@@ -145,7 +145,7 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
   };
   const compiled = [];
   for (const r of [0, ...rs]) compiled.push(await compiledVariant(spec, r, batch, x, weights));
-  const parallel = workers > 1 ? await parallelVariant(compiled[0]!.dir, workers, batch, compiled[0]!.v.flops, x) : undefined;
+  const parallel = workers > 1 ? await parallelVariant(compiled[0]!.dir, workers, compiled[0]!.v.flops, x) : undefined;
   const variants = [eager, ...compiled.map((c) => c.v), ...(parallel ? [parallel.v] : [])];
   for (const v of variants) {
     await v.run();
@@ -252,6 +252,7 @@ const json = { command, machine, date: new Date().toISOString(), seconds, reps, 
 })), profiles, matmuls, workers };
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const s16Median = (r: number | null) => median(s16Result.variants.find((v) => v.r === r)!.times);
 const lines: string[] = [
   "# Benchmarks",
   "",
@@ -274,9 +275,9 @@ for (const m of [s16Result, b16Result]) {
 {
   const matmul2d = (p: typeof profiles.compiled) => p.rows.find((r) => r.kernel === "MatMul 2-D")?.msPerRun ?? 0;
   const c2d = matmul2d(profiles.compiled);
-  const eagerMedian = median(s16Result.variants.find((v) => v.r === null)!.times);
+  const eagerMedian = s16Median(null);
   const c2dShare = c2d / profiles.compiled.kernelMsPerRun;
-  const c2dWall = c2dShare * median(s16Result.variants.find((v) => v.r === 0)!.times);
+  const c2dWall = c2dShare * s16Median(0);
   lines.push(
     `## Where the time goes (ViT-S/16, batch ${args.batch}, kernel by kernel)`,
     "",
@@ -306,8 +307,7 @@ for (const w of workers.result) {
   lines.push(`| ${w.workers} | ${med.toFixed(0)} | ${((1000 * workers.batch) / med).toFixed(2)} | ${(workers.flops / med / 1e6).toFixed(1)} |`);
 }
 {
-  const eagerS16 = s16Result.variants.find((v) => v.r === null)!;
-  const eagerRate = (1000 * s16Result.batch) / median(eagerS16.times);
+  const eagerRate = (1000 * s16Result.batch) / s16Median(null);
   lines.push("", `Two workers: ${(w1 / w2).toFixed(2)}× one worker; ${((1000 * workers.batch) / w2 / eagerRate).toFixed(2)}× the images/s of the eager implementation (one thread, batch ${s16Result.batch}, table above).`, "");
 }
 

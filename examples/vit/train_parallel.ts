@@ -12,7 +12,7 @@ import type { BackendChoice } from "../../runtime/backend.ts";
 import { startModuleWorker } from "../../runtime/parallel.ts";
 import type { VitConfig } from "./config.ts";
 import { MNIST_PIXELS } from "./mnist_data.ts";
-import { gradientStep, type StepResult } from "./train_step.ts";
+import { flatten, gradientStep, unflatten, type StepResult } from "./train_step.ts";
 import type { TrainInit, TrainReply, TrainStep } from "./train_worker.ts";
 
 /** N − 1 worker threads computing the gradients of all but the first slice of each batch. */
@@ -44,12 +44,7 @@ export class ShardedGradients {
     const parts = this.workers.length + 1;
     const sizes = Array.from({ length: parts }, (_, i) => Math.floor(count / parts) + (i < count % parts ? 1 : 0));
     const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
-    const values = new Float32Array(varList.reduce((n, v) => n + v.size, 0));
-    let offset = 0;
-    for (const v of varList) {
-      values.set(v.dataSync() as Float32Array, offset);
-      offset += v.size;
-    }
+    const values = flatten(varList);
     const pixels = MNIST_PIXELS;
     const replies = this.workers.map((w, i) => {
       const [start, n] = [starts[i + 1]!, sizes[i + 1]!];
@@ -74,13 +69,8 @@ export class ShardedGradients {
         const weight = sizes[i + 1]! / count;
         loss += r.loss * weight;
         predictions.set(r.predictions, starts[i + 1]!);
-        let at = 0;
-        acc = acc.map((g, k) => {
-          const n = varList[k]!.size;
-          const part = tf.tensor(r.grads.subarray(at, at + n), varList[k]!.shape, "float32");
-          at += n;
-          return tf.add(g, tf.mul(part, weight));
-        });
+        const parts = unflatten(r.grads, varList);
+        acc = acc.map((g, k) => tf.add(g, tf.mul(parts[k]!, weight)));
       });
       return acc;
     });

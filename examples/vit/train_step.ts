@@ -57,3 +57,24 @@ export function gradientStep(
   tf.dispose([x, y, value, logits!]);
   return { loss, grads: varList.map((v) => grads[v.name]!), predictions };
 }
+
+/** The tensors' values end to end (parameters and gradients travel between threads this way). */
+export function flatten(tensors: readonly tf.Tensor[]): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(tensors.reduce((n, t) => n + t.size, 0));
+  let offset = 0;
+  for (const t of tensors) {
+    out.set(t.dataSync() as Float32Array, offset);
+    offset += t.size;
+  }
+  return out;
+}
+
+/** `flatten`'s inverse: consecutive pieces of `values` shaped like `like`, as new tensors. */
+export function unflatten(values: Float32Array, like: readonly tf.Tensor[]): tf.Tensor[] {
+  let offset = 0;
+  return like.map((t) => {
+    const piece = tf.tensor(values.subarray(offset, offset + t.size), t.shape, "float32");
+    offset += t.size;
+    return piece;
+  });
+}

@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { parentPort } from "node:worker_threads";
 import type { BackendChoice } from "../../runtime/backend.ts";
 import type { VitConfig } from "./config.ts";
-import { gradientStep, setUpTraining } from "./train_step.ts";
+import { flatten, gradientStep, setUpTraining, unflatten } from "./train_step.ts";
 
 export interface TrainInit {
   kind: "init";
@@ -33,7 +33,7 @@ export type TrainReply =
   | { kind: "error"; message: string };
 
 const port = parentPort!;
-let state: { config: VitConfig; params: Map<string, tf.Variable>; varList: tf.Variable[]; sizes: number[] } | undefined;
+let state: { config: VitConfig; params: Map<string, tf.Variable>; varList: tf.Variable[] } | undefined;
 
 port.on("message", async (msg: TrainInit | TrainStep) => {
   try {
@@ -42,24 +42,15 @@ port.on("message", async (msg: TrainInit | TrainStep) => {
       const params = new Map<string, tf.Variable>();
       for (const p of msg.params) params.set(p.name, tf.variable(tf.zeros(p.shape), true, p.name));
       const varList = [...params.values()];
-      state = { config: msg.config, params, varList, sizes: varList.map((v) => v.size) };
+      state = { config: msg.config, params, varList };
       port.postMessage({ kind: "ready", backend } satisfies TrainReply);
       return;
     }
     if (state === undefined) throw new Error("internal: train worker got a step before init");
-    let offset = 0;
-    for (const [i, v] of state.varList.entries()) {
-      const size = state.sizes[i]!;
-      tf.tidy(() => v.assign(tf.tensor(msg.values.subarray(offset, offset + size), v.shape, "float32")));
-      offset += size;
-    }
-    const r = gradientStep(state.config, state.params, state.varList, msg.images, msg.labels, msg.count, msg.labelSmoothing);
-    const grads = new Float32Array(offset);
-    offset = 0;
-    for (const g of r.grads) {
-      grads.set(g.dataSync() as Float32Array, offset);
-      offset += g.size;
-    }
+    const { varList } = state;
+    tf.tidy(() => unflatten(msg.values, varList).forEach((t, i) => varList[i]!.assign(t)));
+    const r = gradientStep(state.config, state.params, varList, msg.images, msg.labels, msg.count, msg.labelSmoothing);
+    const grads = flatten(r.grads);
     tf.dispose(r.grads);
     port.postMessage({ kind: "grads", loss: r.loss, grads, predictions: r.predictions } satisfies TrainReply, [grads.buffer, r.predictions.buffer as ArrayBuffer]);
   } catch (e) {
