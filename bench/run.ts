@@ -29,7 +29,7 @@ import { b16, s16 } from "../examples/vit/vit.ts";
 import { setSimdMatmulEnabled } from "../runtime/kernels/simd_matmul.ts";
 import { turboMerge } from "../runtime/kernels/turbo_merge.ts";
 import { loadModule, loadParallel, selectBackend, type Model } from "../runtime/mod.ts";
-import { linearAt } from "../runtime/plan.ts";
+import { linearAt } from "../compiler/contract/plan.ts";
 import { randomWeights } from "../runtime/weights/mod.ts";
 import { profileTable, profileVit } from "./profile.ts";
 

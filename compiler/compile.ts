@@ -8,7 +8,7 @@
  * (the tests) the IR invariants are checked after each one.
  */
 
-import type { Plan, PlanDim } from "../runtime/plan.ts";
+import type { Plan, PlanDim } from "./contract/plan.ts";
 import { trace, type ModelSpec } from "./dsl/trace.ts";
 import type { Graph } from "./ir/graph.ts";
 import { printGraph } from "./ir/print.ts";

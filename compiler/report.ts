@@ -3,7 +3,7 @@
  * FLOPs, totals, and the predicted memory for one batch size.
  */
 
-import { linearAt, predictedPeakBytes, type Plan } from "../runtime/plan.ts";
+import { linearAt, predictedPeakBytes, type Plan } from "./contract/plan.ts";
 
 const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
 const gflops = (f: number) => (f / 1e9).toFixed(3);

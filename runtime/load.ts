@@ -7,7 +7,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend, type BackendChoice, type BackendInfo } from "./backend.ts";
-import { dimValue, formatPlanShape, predictedPeakBytes, type Plan } from "./plan.ts";
+import { dimValue, formatPlanShape, predictedPeakBytes, type Plan } from "../compiler/contract/plan.ts";
 import { registerSimdMatmul } from "./kernels/simd_matmul.ts";
 import { gelu } from "./kernels/gelu.ts";
 import { turboMerge } from "./kernels/turbo_merge.ts";

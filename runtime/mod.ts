@@ -11,11 +11,11 @@ export { selectBackend, BackendError } from "./backend.ts";
 export type { BackendChoice, BackendInfo, BackendName } from "./backend.ts";
 export { isCompiledModule, LoadError, loadModule } from "./load.ts";
 export type { CompiledModule, LoadOptions, Model, ModelInfo, WeightsSource } from "./load.ts";
-export { predictedPeakBytes } from "./plan.ts";
+export { predictedPeakBytes } from "../compiler/contract/plan.ts";
 export { loadParallel } from "./parallel.ts";
 export type { ParallelModel, ParallelOptions } from "./parallel.ts";
 export { registerSimdMatmul } from "./kernels/simd_matmul.ts";
-export type { Plan } from "./plan.ts";
+export type { Plan } from "../compiler/contract/plan.ts";
 export * from "./weights/mod.ts";
 
 export interface LoadFromDiskOptions extends Omit<LoadOptions, "weights"> {

@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { Worker } from "node:worker_threads";
 import type { LoadFromDiskOptions } from "./mod.ts";
-import { dimValue, type Plan } from "./plan.ts";
+import { dimValue, type Plan } from "../compiler/contract/plan.ts";
 import type { InitMessage, Reply, RunMessage } from "./worker.ts";
 import { importCompiled } from "./node_io.ts";
 import { isCompiledModule, LoadError } from "./load.ts";

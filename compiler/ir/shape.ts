@@ -4,7 +4,7 @@
  * shapes; the caller prefixes the op name and attaches the source location.
  */
 
-import { mergedCount } from "../../runtime/kernels/merged_count.ts";
+import { mergedCount } from "../contract/merged_count.ts";
 import type { Op, OpAttrs } from "./ops.ts";
 import { dimEq, dimProduct, formatShape, isBatch, type Dim, type Shape, type TensorType } from "./types.ts";
 

@@ -9,7 +9,7 @@
  */
 
 import { Project, ts, VariableDeclarationKind, type WriterFunction } from "ts-morph";
-import type { Plan } from "../../runtime/plan.ts";
+import type { Plan } from "../contract/plan.ts";
 import { formatShape, type Shape } from "../ir/types.ts";
 import type { Arg, Program } from "./program.ts";
 

@@ -13,7 +13,7 @@
  * spec/turbo.md; the merge itself is the runtime kernel `turboMerge`.
  */
 
-import { mergedCount } from "../../runtime/kernels/merged_count.ts";
+import { mergedCount } from "../contract/merged_count.ts";
 import { CompileError } from "../diagnostics.ts";
 import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
 import type { Dim } from "../ir/types.ts";

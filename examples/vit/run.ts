@@ -12,7 +12,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { parseArgs } from "node:util";
 import { load, type BackendChoice } from "../../runtime/mod.ts";
-import { dimValue } from "../../runtime/plan.ts";
+import { dimValue } from "../../compiler/contract/plan.ts";
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -20,7 +20,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { assertCount, mergedCount } from "./merged_count.ts";
+import { assertCount, mergedCount } from "../../compiler/contract/merged_count.ts";
 
 export { mergedCount };
 
