@@ -40,6 +40,11 @@ export interface EagerBlockState {
   probs: tf.Tensor4D;
 }
 
+/** Kernels to use instead of plain tfjs ops (the benchmark gives eager the runtime's SIMD GELU). */
+export interface EagerKernels {
+  gelu?: (x: tf.Tensor) => tf.Tensor;
+}
+
 /**
  * Forward pass, optionally with Turbo merging written out by hand (the way a
  * user would add it to an eager model): after each attention residual, merge
@@ -54,6 +59,7 @@ export function eagerVit(
   pixels: tf.Tensor4D,
   turbo?: EagerTurbo,
   observe?: (state: EagerBlockState) => void,
+  kernels: EagerKernels = {},
 ): tf.Tensor2D {
   const { image, patch: p, channels: C, dim: D, depth, heads, classes: K, eps } = config;
   const { grid: G, patches: N, tokens: T, patchDim: P, headDim: dh, hidden: H } = vitDims(config);
@@ -92,7 +98,7 @@ export function eagerVit(
   };
 
   const gelu = (x: tf.Tensor3D): tf.Tensor3D =>
-    tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+    kernels.gelu !== undefined ? (kernels.gelu(x) as tf.Tensor3D) : tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
 
   // [B, t, D] -> [B*heads, t, dh]
   const splitHeads = (x: tf.Tensor3D): tf.Tensor3D => {

@@ -34,7 +34,8 @@ import { fromHfVit, isHfVit, parseSafetensors } from "../../runtime/weights/mod.
 import { vitConfigs, vitDims, type VitConfig } from "./config.ts";
 import { allMethods, mergeMethods, noMerging, SEMANTIC_ONLY_ALPHA, type MergeMethod, type MethodId } from "./merge_methods.ts";
 import { gatherBatch, loadMnist, MNIST_SIZE, type MnistSplit } from "./mnist_data.ts";
-import { cssColor, mergeSpec, redundancySpec, renderPng, speedSpec, tokenPalette, type MergePanel } from "./plots.ts";
+import { inputPanels, mergePanels } from "./merge_picture.ts";
+import { mergeSpec, redundancySpec, renderPng, speedSpec, type MergePanel } from "./plots.ts";
 import { formatDuration, Progress } from "./progress.ts";
 import { redundancyProfile, type RedundancyProfile } from "./redundancy.ts";
 import { mnist, vit } from "./vit.ts";
@@ -211,7 +212,6 @@ async function main(argv: string[]): Promise<number> {
   const weightsSha = createHash("sha256").update(weightBytes).digest("hex");
   const { config, from: configFrom } = configFor(args.weights);
   const spec = config === vitConfigs.mnist ? mnist : vit(config);
-  const { grid } = vitDims(config);
   const loadAvgStart = loadavg();
 
   const { test } = loadMnist();
@@ -328,62 +328,23 @@ async function main(argv: string[]): Promise<number> {
   const pictureUpsilon = args.pictureUpsilon ?? pickPictureUpsilon(args.upsilons, tome);
   const pictureIndices = PICTURE_DIGITS.map((d) => d * 200 + 7);
   const picture = gatherBatch(test, pictureIndices);
-  const panels: MergePanel[] = [];
   const columns = pictureIndices.map((j, i) => `test #${j}: ${picture.labels[i]}`);
   const rows: string[] = ["input"];
-  for (let i = 0; i < pictureIndices.length; i++) {
-    const colors: string[] = [];
-    for (let p = 0; p < per; p++) {
-      const v = picture.images[i * per + p]!;
-      colors.push(cssColor([v, v, v]));
-    }
-    panels.push({ row: "input", column: columns[i]!, colors });
-  }
+  const panels: MergePanel[] = inputPanels(picture.images, pictureIndices.length, "input", columns);
   for (const method of [mergeMethods.find((m) => m.id === "tome")!, mergeMethods.find((m) => m.id === "turbo-s1")!]) {
-    const { compiled, dir } = compileToDir(spec, method, pictureUpsilon, 0, { trackSources: true });
+    const { dir } = compileToDir(spec, method, pictureUpsilon, 0, { trackSources: true });
     const model = await load(dir, { weights: { safetensors: new Uint8Array(weightBytes), source: args.weights }, backend: args.backend });
     rmSync(dir, { recursive: true, force: true });
     const pixels = tf.tensor4d(picture.images, [pictureIndices.length, 1, MNIST_SIZE, MNIST_SIZE]);
     const out = model.run({ pixels });
-    const [, nFinal, nAll] = out.sources!.shape as [number, number, number];
+    const shape = out.sources!.shape as [number, number, number];
     const sources = out.sources!.dataSync();
     const preds = argmaxRows(out.logits!.dataSync() as Float32Array, config.classes);
     tf.dispose([pixels, ...Object.values(out)]);
     model.dispose();
-    const row = `${method.label}, Υ = ${pictureUpsilon}: ${nFinal} tokens left`;
+    const row = `${method.label}, Υ = ${pictureUpsilon}: ${shape[1]} tokens left`;
     rows.push(row);
-    for (let i = 0; i < pictureIndices.length; i++) {
-      // owner[t] = the final token that original token t ended up in; size = how many it holds.
-      const owner = new Int32Array(nAll).fill(-1);
-      const size = new Int32Array(nFinal);
-      for (let f = 0; f < nFinal; f++) {
-        for (let t = 0; t < nAll; t++) {
-          if (sources[(i * nFinal + f) * nAll + t]! > 0.5) {
-            if (owner[t] !== -1) throw new Error(`internal: token ${t} is in two final tokens`);
-            owner[t] = f;
-            size[f]!++;
-          }
-        }
-      }
-      if (owner.some((o) => o === -1)) throw new Error("internal: an original token is in no final token");
-      // Colour merged groups by a palette over the groups (in order of their first patch); single patches grey.
-      const groupColor = new Map<number, [number, number, number]>();
-      const groups: number[] = [];
-      for (let t = 1; t < nAll; t++) if (size[owner[t]!]! > 1 && !groups.includes(owner[t]!)) groups.push(owner[t]!);
-      const palette = tokenPalette(groups.length);
-      groups.forEach((g, k) => groupColor.set(g, palette[k]!));
-      const colors: string[] = [];
-      for (let y = 0; y < MNIST_SIZE; y++) {
-        for (let x = 0; x < MNIST_SIZE; x++) {
-          const patch = Math.floor(y / config.patch) * grid + Math.floor(x / config.patch);
-          const c = groupColor.get(owner[1 + patch]!) ?? [0.55, 0.55, 0.55];
-          const v = picture.images[i * per + y * MNIST_SIZE + x]!;
-          const shade = 0.3 + 0.7 * v;
-          colors.push(cssColor([c[0] * shade, c[1] * shade, c[2] * shade]));
-        }
-      }
-      panels.push({ row, column: columns[i]!, colors });
-    }
+    panels.push(...mergePanels(sources, shape, picture.images, config.patch, row, columns));
     console.error(`merges.png: ${method.label} Υ=${pictureUpsilon} predicts ${preds.join(",")} for ${Array.from(picture.labels).join(",")}`);
   }
 
