@@ -14,29 +14,50 @@ export function assertCount(name: string, value: number): void {
   }
 }
 
+/** Protected positions: `cls` is 0, `distill` is 1, `protect` is every position below it. */
+export interface Protection {
+  cls?: boolean;
+  distill?: boolean;
+  /** Positions 0 … protect − 1 are protected (class, distillation, register tokens). @default {0} */
+  protect?: number;
+}
+
+/**
+ * How many tokens of each parity set are protected: the first `a` tokens of A
+ * (even positions) and the first `b` of B (odd positions). Protected
+ * positions are always such prefixes.
+ */
+export function protectedSets(options: Protection = {}): { a: number; b: number } {
+  const k = options.protect ?? 0;
+  assertCount("protect", k);
+  const cls = options.cls ?? true;
+  const distill = options.distill ?? false;
+  return {
+    a: Math.max(Math.ceil(k / 2), cls ? 1 : 0),
+    b: Math.max(Math.floor(k / 2), distill ? 1 : 0),
+  };
+}
+
 /**
  * The number of tokens r' that a merge with budget `r` removes from `n`
- * tokens: min(r, ⌊(n − p)/2⌋) with p protected tokens (class, distillation),
- * and 0 when no destination is left (n = 3 with a distillation token and no
- * class token). Pure arithmetic, for the static planner.
+ * tokens: min(r, ⌊(n − p)/2⌋) with p protected tokens (class, distillation,
+ * the first `protect` positions), and 0 when no destination is left (n = 3
+ * with a distillation token and no class token). Pure arithmetic, for the
+ * static planner.
  *
  * @example
  * ```ts
  * mergedCount(197, 16, { cls: true }); // 16
  * mergedCount(5, 16, { cls: true }); // 2
+ * mergedCount(21, 16, { protect: 5 }); // 8
  * ```
  */
-export function mergedCount(
-  n: number,
-  r: number,
-  options: { cls?: boolean; distill?: boolean } = {},
-): number {
+export function mergedCount(n: number, r: number, options: Protection = {}): number {
   assertCount("n", n);
   assertCount("r", r);
-  const cls = options.cls ?? true;
-  const distill = options.distill ?? false;
-  const protectedCount = (cls ? 1 : 0) + (distill ? 1 : 0);
-  const destinations = Math.floor(n / 2) - (distill ? 1 : 0);
-  if (destinations <= 0) return 0;
-  return Math.max(0, Math.min(r, Math.floor((n - protectedCount) / 2)));
+  const { a, b } = protectedSets(options);
+  const sources = Math.ceil(n / 2) - a;
+  const destinations = Math.floor(n / 2) - b;
+  if (destinations <= 0 || sources <= 0) return 0;
+  return Math.max(0, Math.min(r, Math.floor((n - a - b) / 2), sources));
 }

@@ -20,7 +20,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { assertCount, mergedCount } from "../../compiler/contract/merged_count.ts";
+import { assertCount, mergedCount, protectedSets } from "../../compiler/contract/merged_count.ts";
 
 export { mergedCount };
 
@@ -62,6 +62,11 @@ export interface TurboMergeOptions {
   cls?: boolean;
   /** Position 1 is a distillation token: nothing merges into it. @default {false} */
   distill?: boolean;
+  /**
+   * Positions 0 … protect − 1 (class, distillation and register tokens) never
+   * merge, never receive a token and keep their positions. @default {0}
+   */
+  protect?: number;
   /**
    * Return `sources`, the provenance matrix reduced like the tokens.
    * @default {inputs.sources !== undefined}
@@ -194,8 +199,8 @@ function identitySources(b: number, n: number): tf.Tensor3D {
  *    (E = R when clsAttn is null, or when α = 0 for S1, S3 and S4).
  * 4. The r' tokens of A with the highest E (ties: lower position first; the
  *    class token never) merge into their dst by size-weighted average.
- * 5. Output: unmerged A in order, then B in order; a distillation token is
- *    moved to position 1 so that it keeps its place for the next block.
+ * 5. Output: unmerged A in order, then B in order; every protected token
+ *    (class, distillation, registers) keeps its original position for the next block.
  *
  * With r' = 0 the result equals the input in its original order. Inputs are
  * not disposed; every returned tensor is new and owned by the caller.
@@ -224,8 +229,10 @@ export function turboMerge(
     layer = 0,
     cls = true,
     distill = false,
+    protect = 0,
   } = options;
   assertCount("r", r);
+  assertCount("protect", protect);
   assertFinite("alpha", alpha);
   assertFinite("scale", scale);
   assertFinite("beta", beta);
@@ -243,7 +250,8 @@ export function turboMerge(
     );
   }
   const track = options.trackSources ?? inputs.sources !== undefined;
-  const merged = mergedCount(n, r, { cls, distill });
+  const merged = mergedCount(n, r, { cls, distill, protect });
+  const guarded = protectedSets({ cls, distill, protect });
 
   // tf.tidy keeps the returned tensors and disposes everything else.
   const [mergedX, mergedSize, mergedSources] = tf.tidy((): tf.Tensor3D[] => {
@@ -268,8 +276,8 @@ export function turboMerge(
       scale,
       fusion,
       attentionWeight,
-      cls,
-      distill,
+      guardedA: guarded.a,
+      guardedB: guarded.b,
     });
   });
   return mergedSources
@@ -291,8 +299,9 @@ interface MergePlan {
   fusion: Fusion;
   /** β^|γ − ℓ| of S4. */
   attentionWeight: number;
-  cls: boolean;
-  distill: boolean;
+  /** The first `guardedA` tokens of A and `guardedB` of B are protected. */
+  guardedA: number;
+  guardedB: number;
 }
 
 /**
@@ -317,13 +326,44 @@ function rowTable(
   return tf.tensor2d(data, [rows, columns], "int32");
 }
 
+/**
+ * The output rows: kept A then B, except that every protected token keeps its
+ * original position (so the next block finds the class, distillation and
+ * register tokens where it protects them). Protected tokens are the first
+ * `guardedA` kept A rows and the first `guardedB` B rows.
+ */
+function outputOrder(
+  keptRows: tf.Tensor,
+  newBRows: tf.Tensor,
+  o: { batch: number; kept: number; nB: number; guardedA: number; guardedB: number },
+): tf.Tensor {
+  if (o.guardedB === 0) return tf.concat([keptRows, newBRows], 1);
+  // Fill output slots in order: a protected token at its own position, else
+  // the next unprotected kept A token, then the unprotected B tokens.
+  const runs: { from: "A" | "B"; start: number; length: number }[] = [];
+  const take = (from: "A" | "B", start: number) => {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.from === from && last.start + last.length === start) last.length++;
+    else runs.push({ from, start, length: 1 });
+  };
+  let a = o.guardedA;
+  let b = o.guardedB;
+  for (let slot = 0; slot < o.kept + o.nB; slot++) {
+    if (slot % 2 === 0 && slot / 2 < o.guardedA) take("A", slot / 2);
+    else if (slot % 2 === 1 && (slot - 1) / 2 < o.guardedB) take("B", (slot - 1) / 2);
+    else if (a < o.kept) take("A", a++);
+    else take("B", b++);
+  }
+  return tf.concat(runs.map((r) => tf.slice(r.from === "A" ? keptRows : newBRows, [0, r.start], [o.batch, r.length])), 1);
+}
+
 /** Body of {@linkcode turboMerge} for r' > 0; runs inside its tf.tidy. */
 function mergeTokens(
   inputs: Omit<TurboMergeInputs, "sources"> & { sources: tf.Tensor3D | null },
   plan: MergePlan,
 ): tf.Tensor3D[] {
   const { x, metric, size, clsAttn, sources } = inputs;
-  const { batch, n, merged, alpha, scale, fusion, cls, distill } = plan;
+  const { batch, n, merged, alpha, scale, fusion, guardedA, guardedB } = plan;
   const nA = Math.ceil(n / 2);
   const nB = Math.floor(n / 2);
   const kept = nA - merged;
@@ -342,9 +382,9 @@ function mergeTokens(
   const unitA = tf.reshape(takeRows(unit, rowsA), [batch, nA, -1]);
   const unitB = tf.reshape(takeRows(unit, rowsB), [batch, nB, -1]);
   let scores: tf.Tensor3D = tf.matMul(unitA, unitB, false, true); // [B, nA, nB]
-  if (distill) {
+  if (guardedB > 0) {
     const column = new Float32Array(nB);
-    column[0] = -Infinity; // the distillation token is never a destination
+    column.fill(-Infinity, 0, guardedB); // protected tokens of B are never destinations
     scores = tf.add(scores, tf.tensor1d(column));
   }
   const redundancy: tf.Tensor2D = tf.max(scores, 2); // R, [B, nA]
@@ -371,9 +411,9 @@ function mergeTokens(
   }
   degree = tf.where(tf.isNaN(degree), -DEGREE_LIMIT, degree);
   degree = tf.clipByValue(degree, -DEGREE_LIMIT, DEGREE_LIMIT);
-  if (cls) {
+  if (guardedA > 0) {
     const column = new Float32Array(nA);
-    column[0] = 1;
+    column.fill(1, 0, guardedA); // protected tokens of A (the class token) never merge
     const isClass = tf.tensor1d(column);
     degree = tf.add(tf.mul(degree, tf.sub(1, isClass)), tf.mul(isClass, CLASS_DEGREE));
   }
@@ -383,8 +423,12 @@ function mergeTokens(
   const byDegree = tf.topk(degree, nA, true).indices; // [B, nA]
   const sourceA = tf.slice(byDegree, [0, 0], [batch, merged]);
   // The kept A tokens back in position order: sort their positions ascending.
-  const keptUnordered = tf.cast(tf.slice(byDegree, [0, merged], [batch, kept]), "float32");
-  const keptA = tf.cast(tf.neg(tf.topk(tf.neg(keptUnordered), kept, true).values), "int32");
+  // With nothing kept (no protected token, even N, r' = N/2) there is nothing
+  // to sort: TopK with k = 0 divides by zero on the wasm backend.
+  const keptA = kept === 0 ? tf.zeros([batch, 0], "int32") : tf.cast(
+    tf.neg(tf.topk(tf.neg(tf.cast(tf.slice(byDegree, [0, merged], [batch, kept]), "float32")), kept, true).values),
+    "int32",
+  );
 
   // 5. Size-weighted average into each destination, written as
   // x_d + Σ s_i (x_i − x_d) / S so that a destination that receives nothing
@@ -411,14 +455,7 @@ function mergeTokens(
   // Output rows: kept A then B, read from [original rows; new B rows].
   const keptRows = tf.add(rowBase, tf.mul(keptA, int(2))); // [B, kept]
   const newBRows = rowTable(batch, nB, (b, j) => batch * n + b * nB + j);
-  const outRows = distill
-    ? tf.concat([
-      tf.slice(keptRows, [0, 0], [batch, 1]),
-      tf.slice(newBRows, [0, 0], [batch, 1]), // the distillation token stays at position 1
-      tf.slice(keptRows, [0, 1], [batch, kept - 1]),
-      tf.slice(newBRows, [0, 1], [batch, nB - 1]),
-    ], 1)
-    : tf.concat([keptRows, newBRows], 1);
+  const outRows = outputOrder(keptRows, newBRows, { batch, kept, nB, guardedA, guardedB });
   const shape = (channels: number): [number, number, number] => [batch, n - merged, channels];
   const out = [
     tf.reshape(takeRows(tf.concat([xRows, newXB], 0), outRows), shape(width)) as tf.Tensor3D,

@@ -128,6 +128,8 @@ interface ReferenceOptions {
   layer: number;
   cls: boolean;
   distill: boolean;
+  /** Positions below this are protected (class, distillation, register tokens). */
+  protect: number;
   useAttention: boolean;
 }
 
@@ -141,6 +143,7 @@ const DEFAULTS: ReferenceOptions = {
   layer: 0,
   cls: true,
   distill: false,
+  protect: 0,
   useAttention: true,
 };
 
@@ -154,16 +157,28 @@ interface ReferenceResult {
   margin: number;
 }
 
-function referenceCount(n: number, r: number, cls: boolean, distill: boolean): number {
-  const protectedCount = (cls ? 1 : 0) + (distill ? 1 : 0);
-  if (Math.floor(n / 2) - (distill ? 1 : 0) <= 0) return 0;
-  return Math.max(0, Math.min(r, Math.floor((n - protectedCount) / 2)));
+/** Whether position i is protected: the class token, the distillation token, or below `protect`. */
+function isProtected(i: number, cls: boolean, distill: boolean, protect = 0): boolean {
+  return i < protect || (cls && i === 0) || (distill && i === 1);
+}
+
+function referenceCount(n: number, r: number, cls: boolean, distill: boolean, protect = 0): number {
+  let sources = 0;
+  let destinations = 0;
+  for (let i = 0; i < n; i++) {
+    if (isProtected(i, cls, distill, protect)) continue;
+    if (i % 2 === 0) sources++;
+    else destinations++;
+  }
+  if (destinations === 0) return 0;
+  return Math.max(0, Math.min(r, Math.floor((sources + destinations) / 2), sources));
 }
 
 /** The rules of spec/turbo.md for one sample, in plain loops and Float64. */
 function referenceMerge(sample: Sample, o: ReferenceOptions): ReferenceResult {
   const n = sample.x.length;
-  const merged = referenceCount(n, o.r, o.cls, o.distill);
+  const merged = referenceCount(n, o.r, o.cls, o.distill, o.protect);
+  const guarded = (i: number) => isProtected(i, o.cls, o.distill, o.protect);
   if (merged === 0) {
     return {
       x: sample.x.map((row) => [...row]),
@@ -189,7 +204,7 @@ function referenceMerge(sample: Sample, o: ReferenceOptions): ReferenceResult {
     let second = -Infinity;
     let bestIndex = -1;
     setB.forEach((b, j) => {
-      if (o.distill && j === 0) return;
+      if (guarded(b)) return;
       let dot = 0;
       for (let k = 0; k < unit[a].length; k++) dot += unit[a][k] * unit[b][k];
       if (dot > best) {
@@ -222,7 +237,7 @@ function referenceMerge(sample: Sample, o: ReferenceOptions): ReferenceResult {
     }
   });
 
-  const candidates = setA.map((_, i) => i).filter((i) => !(o.cls && i === 0));
+  const candidates = setA.map((_, i) => i).filter((i) => !guarded(setA[i]));
   candidates.sort((p, q) => degree[q] - degree[p] || p - q);
   const sourceSet = new Set(candidates.slice(0, merged));
 
@@ -261,9 +276,15 @@ function referenceMerge(sample: Sample, o: ReferenceOptions): ReferenceResult {
     sources: t.sources,
     members: t.members.sort((p, q) => p - q),
   }));
-  const ordered = o.distill
-    ? [keptSide[0], mergedSide[0], ...keptSide.slice(1), ...mergedSide.slice(1)]
-    : [...keptSide, ...mergedSide];
+  // Kept A then B, with every protected token put back at its own position.
+  const fixed = [...keptSide, ...mergedSide].filter((t) => guarded(t.members[0]!) && t.members.length === 1);
+  const rest = [...keptSide, ...mergedSide].filter((t) => !fixed.includes(t));
+  const ordered: typeof rest = [];
+  for (const t of fixed.sort((p, q) => p.members[0]! - q.members[0]!)) {
+    while (ordered.length < t.members[0]!) ordered.push(rest.shift()!);
+    ordered.push(t);
+  }
+  ordered.push(...rest);
   return {
     x: ordered.map((t) => t.x),
     size: ordered.map((t) => t.size),
@@ -327,13 +348,16 @@ const SHAPES: Case[] = [
   { b: 2, n: 6, width: 3, metricWidth: 3, r: 0 },
   { b: 2, n: 197, width: 12, metricWidth: 16, r: 16 },
   { b: 1, n: 198, width: 8, metricWidth: 12, r: 40 },
+  { b: 2, n: 8, width: 4, metricWidth: 4, r: 4 }, // nothing protected, even N, r = N/2: no A token is kept
 ];
 
 const FLAGS = [
-  { cls: true, distill: false },
-  { cls: false, distill: false },
-  { cls: true, distill: true },
-  { cls: false, distill: true },
+  { cls: true, distill: false, protect: 0 },
+  { cls: false, distill: false, protect: 0 },
+  { cls: true, distill: true, protect: 0 },
+  { cls: false, distill: true, protect: 0 },
+  { cls: false, distill: false, protect: 5 }, // class token and 4 register tokens
+  { cls: true, distill: false, protect: 2 }, // class and distillation token, by count
 ];
 
 function referenceCases(): { name: string; shape: Case; options: ReferenceOptions; unitSize: boolean }[] {
@@ -355,7 +379,7 @@ function referenceCases(): { name: string; shape: Case; options: ReferenceOption
         };
         const unitSize = index % 2 === 0;
         const name = `B=${shape.b} N=${shape.n} r=${shape.r} ${fusion} ` +
-          `cls=${flags.cls} distill=${flags.distill} attn=${options.useAttention} ` +
+          `cls=${flags.cls} distill=${flags.distill} protect=${flags.protect} attn=${options.useAttention} ` +
           `alpha=${options.alpha} scale=${options.scale} unitSize=${unitSize}`;
         cases.push({ name, shape, options, unitSize });
       }
@@ -388,7 +412,7 @@ async function checkAgainstReference(backend: Backend, trackSources: boolean): P
       clsAttn: options.useAttention ? inputs.clsAttn : null,
       ...(trackSources ? { sources: inputs.provenance } : {}),
     }, toOptions(options));
-    const kept = shape.n - referenceCount(shape.n, shape.r, options.cls, options.distill);
+    const kept = shape.n - referenceCount(shape.n, shape.r, options.cls, options.distill, options.protect);
     assert.equal(out.x.shape, [shape.b, kept, shape.width], `${name}: x shape`);
     assert.equal(out.size.shape, [shape.b, kept, 1], `${name}: size shape`);
     assertClose(out.x.dataSync(), expected.flatMap((e) => e.x.flat()), 1e-5, `${name}: x`);
@@ -720,7 +744,7 @@ test("`turboMerge()` names the argument in errors", async () => {
 });
 
 test("`mergedCount()` is min(r, ⌊(N − p)/2⌋), never below 0", () => {
-  const table: [number, number, { cls?: boolean; distill?: boolean }, number][] = [
+  const table: [number, number, { cls?: boolean; distill?: boolean; protect?: number }, number][] = [
     [197, 16, {}, 16],
     [197, 200, {}, 98],
     [197, 200, { distill: true }, 97],
@@ -731,6 +755,8 @@ test("`mergedCount()` is min(r, ⌊(N − p)/2⌋), never below 0", () => {
     [0, 3, {}, 0],
     [4, 3, { cls: true, distill: true }, 1],
     [3, 3, { cls: false, distill: true }, 0], // the one B token is protected
+    [21, 16, { protect: 5 }, 8], // class token and 4 registers
+    [6, 3, { cls: false, protect: 5 }, 0], // only position 5 may move, and it has no partner
     [40, 0, {}, 0],
   ];
   for (const [n, r, options, expected] of table) {
@@ -738,8 +764,8 @@ test("`mergedCount()` is min(r, ⌊(N − p)/2⌋), never below 0", () => {
   }
   // Agrees with the reference rule everywhere it is defined.
   for (let n = 0; n < 40; n++) {
-    for (const { cls, distill } of FLAGS) {
-      assert.is(mergedCount(n, 7, { cls, distill }), referenceCount(n, 7, cls, distill));
+    for (const { cls, distill, protect } of FLAGS) {
+      assert.is(mergedCount(n, 7, { cls, distill, protect }), referenceCount(n, 7, cls, distill, protect));
     }
   }
 });
