@@ -6,7 +6,7 @@
 import { CompileError } from "../diagnostics.ts";
 import { dimProduct, formatShape, type Dim } from "../ir/types.ts";
 import { rearrange } from "./einops.ts";
-import { currentTrace, emit, here, Tensor } from "./trace.ts";
+import { currentTrace, emit, here, param as declare, Tensor } from "./trace.ts";
 
 export type Operand = Tensor | string;
 
@@ -56,13 +56,41 @@ function userShape(builder: string, shape: readonly (number | string)[], total?:
   return dims.map((d) => (d === -1 ? fill! : d));
 }
 
-export function reshape(x: Tensor, shape: readonly (number | string)[]): Tensor {
-  const total = dimProduct(x.shape);
+/** The shape of a tensor or of a declared parameter. */
+function shapeOf(builder: string, x: Operand): readonly Dim[] {
+  if (x instanceof Tensor) return x.shape;
+  const p = typeof x === "string" ? currentTrace(builder).builder.params.get(x) : undefined;
+  if (p === undefined) throw new CompileError(`${builder}: ${typeof x === "string" ? `unknown parameter "${x}"; declare it with param(name, shape)` : "the input is not a tensor or a parameter"}`, here());
+  return p.shape;
+}
+
+export function reshape(x: Operand, shape: readonly (number | string)[]): Tensor {
+  const total = dimProduct(shapeOf("reshape", x));
   return emit("reshape", [x], { shape: userShape("reshape", shape, total) });
 }
 
 export function broadcast(x: Operand, shape: readonly (number | string)[]): Tensor {
   return emit("broadcast", [x], { shape: userShape("broadcast", shape) });
+}
+
+const paramName = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
+
+/**
+ * A learned parameter of the model (a LayerScale γ, a class or register
+ * token, a position embedding): its name is the weight's name in the weights
+ * file, its shape static. The result is an operand every primitive takes
+ * (`add(x, pos)`, `mul(h, gamma)`, `reshape(reg, [1, 4, D])`). Declaring the
+ * same name again shares the weight, as the builders do; with another shape
+ * it is an error.
+ */
+export function param(name: string, shape: readonly number[]): string {
+  if (typeof name !== "string" || !paramName.test(name)) {
+    throw new CompileError(`param: name ${JSON.stringify(name)} must be letters, digits, "_", "." or "-" (like "layer.0.gamma")`, here());
+  }
+  if (!Array.isArray(shape) || shape.length === 0 || shape.some((d) => !Number.isInteger(d) || d <= 0)) {
+    throw new CompileError(`param "${name}": shape ${JSON.stringify(shape)} must be a non-empty list of positive integers (parameters have no batch dimension)`, here());
+  }
+  return declare(name, shape, "param");
 }
 
 /** The class token: position 0 of the token axis, [B, N, D] → [B, D]. */
