@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { compileGraph, type Compiled } from "./compile.ts";
+import { emitOnnx } from "./lower/emit_onnx.ts";
 import { checkSpec } from "./check_spec.ts";
 import { CompileError, formatDiagnostic, formatError } from "./diagnostics.ts";
 import { isModelSpec, trace, type ModelSpec } from "./dsl/trace.ts";
@@ -32,8 +33,8 @@ Options:
   --model NAME     the spec's named export to compile (default: the default export)
   --batch N        batch size for the plan report's memory figures (default 1)
   --out DIR        output directory (default: compiled/<model name>)
-  --emit LIST      comma-separated outputs: ts (model.ts + model.mjs), ir (*.tir), plan (plan.json, plan.txt)
-                   (default: ts,ir,plan)
+  --emit LIST      comma-separated outputs: ts (model.ts + model.mjs), ir (*.tir), plan (plan.json, plan.txt),
+                   onnx (model.onnx, opset 17, for load(dir, { backend: "onnxruntime" })) (default: ts,ir,plan)
   --turbo SETTINGS insert Turbo merges (spec/turbo.md), e.g. r=16,threshold=40,alpha=5,fusion=S1
                    r=N (every block) | r=N:N:…:N (one per block) | r=N,inflect=X (ToMe's schedule)
                    threshold=N  alpha=X  scale=X  fusion=S1|S2|S3|S4  beta=X  gamma=N
@@ -42,7 +43,9 @@ Options:
   -h, --help       show this help
 `;
 
-const emitKinds = ["ts", "ir", "plan"] as const;
+const emitKinds = ["ts", "ir", "plan", "onnx"] as const;
+/** What `--emit` writes when it is not given. */
+const defaultEmit: readonly EmitKind[] = ["ts", "ir", "plan"];
 type EmitKind = (typeof emitKinds)[number];
 
 export interface CliOptions {
@@ -220,7 +223,7 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
   const batch = v.batch === undefined ? 1 : Number(v.batch);
   if (!Number.isInteger(batch) || batch <= 0) throw new CompileError(`--batch "${v.batch}" must be a positive integer`);
   const emit = new Set<EmitKind>();
-  for (const kind of (v.emit ?? emitKinds.join(",")).split(",").map((s) => s.trim())) {
+  for (const kind of (v.emit ?? defaultEmit.join(",")).split(",").map((s) => s.trim())) {
     if (!(emitKinds as readonly string[]).includes(kind)) throw new CompileError(`--emit "${kind}" is not one of ${emitKinds.join(", ")}`);
     emit.add(kind as EmitKind);
   }
@@ -258,10 +261,11 @@ export async function loadSpec(path: string, exportName: string | undefined): Pr
 
 function write(dir: string, c: Compiled, o: CliOptions): string[] {
   mkdirSync(dir, { recursive: true });
-  const files: [string, string][] = [];
+  const files: [string, string | Uint8Array][] = [];
   if (o.emit.has("ts")) files.push(["model.ts", c.module.ts], ["model.mjs", c.module.js]);
   if (o.emit.has("ir")) files.push(["model.traced.tir", c.ir.traced], ["model.tir", c.ir.final]);
   if (o.emit.has("plan")) files.push(["plan.json", JSON.stringify(c.plan, null, 2) + "\n"], ["plan.txt", formatReport(c.plan, o.batch)]);
+  if (o.emit.has("onnx")) files.push(["model.onnx", emitOnnx(c.program, c.plan, o.spec)]);
   for (const [name, text] of files) writeFileSync(join(dir, name), text);
   return files.map(([name]) => join(dir, name));
 }

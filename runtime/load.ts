@@ -74,7 +74,7 @@ function shapeText(shape: readonly number[]): string {
   return `[${shape.join(",")}]`;
 }
 
-function resolveWeights(plan: Plan, source: WeightsSource): Map<string, WeightTensor | tf.Tensor> {
+export function resolveWeights(plan: Plan, source: WeightsSource): Map<string, WeightTensor | tf.Tensor> {
   if ("random" in source) return randomWeights(plan.params.map((p) => ({ name: p.name, shape: p.shape as number[] })), source.random);
   if ("safetensors" in source) {
     const parsed = parseSafetensors(source.safetensors, source.source ?? "<weights>");
@@ -83,8 +83,8 @@ function resolveWeights(plan: Plan, source: WeightsSource): Map<string, WeightTe
   return new Map(source);
 }
 
-/** Checks names, shapes and dtypes against the plan and uploads the weights. */
-function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>): Record<string, tf.Tensor> {
+/** Checks weight names, shapes and dtypes against the plan; a mismatch is a LoadError listing each problem. */
+export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor | tf.Tensor>): void {
   const problems: string[] = [];
   const wanted = new Map(plan.params.map((p) => [p.name, p]));
   for (const p of plan.params) {
@@ -105,6 +105,11 @@ function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>): 
     if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
     throw new LoadError(`Weights do not match the plan of "${plan.model}":\n  ${shown.join("\n  ")}`);
   }
+}
+
+/** Checks names, shapes and dtypes against the plan and uploads the weights. */
+function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>): Record<string, tf.Tensor> {
+  checkWeights(plan, given);
   const out: Record<string, tf.Tensor> = {};
   for (const p of plan.params) {
     const w = given.get(p.name)!;
@@ -114,7 +119,7 @@ function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>): 
 }
 
 /** Checks inputs against the plan; returns the batch size. */
-function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tensor>>): number {
+export function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tensor>>): number {
   let batch: number | undefined;
   for (const spec of plan.inputs) {
     const t = inputs[spec.name];

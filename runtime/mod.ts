@@ -5,13 +5,16 @@
  */
 
 import { loadModule, LoadError, type LoadOptions, type Model } from "./load.ts";
-import { importCompiled, readBytes } from "./node_io.ts";
+import { importCompiled, readBytes, readCompiledOnnx } from "./node_io.ts";
+import { loadOnnx, type OnnxLoadOptions, type OnnxModel } from "./onnx_session.ts";
 
 export { selectBackend, BackendError } from "./backend.ts";
 export type { BackendChoice, BackendInfo, BackendName } from "./backend.ts";
 export { isCompiledModule, LoadError, loadModule } from "./load.ts";
 export type { CompiledModule, LoadOptions, Model, ModelInfo, WeightsSource } from "./load.ts";
 export { predictedPeakBytes } from "../compiler/contract/plan.ts";
+export { loadOnnx } from "./onnx_session.ts";
+export type { OnnxLoadOptions, OnnxModel, OnnxModelInfo } from "./onnx_session.ts";
 export { loadParallel } from "./parallel.ts";
 export type { ParallelModel, ParallelOptions } from "./parallel.ts";
 export { registerSimdMatmul } from "./kernels/simd_matmul.ts";
@@ -23,12 +26,30 @@ export interface LoadFromDiskOptions extends Omit<LoadOptions, "weights"> {
   weights: string | LoadOptions["weights"];
 }
 
-/** Loads a compiled directory (from `turbo-compile --out DIR`) with weights. */
-export async function load(compiledDir: string, options: LoadFromDiskOptions): Promise<Model> {
-  const module = await importCompiled(compiledDir);
+/** `backend: "onnxruntime"`: run the directory's model.onnx on onnxruntime-node (runtime/onnx_session.ts). */
+export interface OnnxLoadFromDiskOptions extends Omit<OnnxLoadOptions, "weights"> {
+  backend: "onnxruntime";
+  weights: string | LoadOptions["weights"];
+}
+
+/**
+ * Loads a compiled directory (from `turbo-compile --out DIR`) with weights.
+ * With `backend: "onnxruntime"` it loads the directory's model.onnx instead,
+ * and the model's `run()` returns a promise.
+ */
+export async function load(compiledDir: string, options: OnnxLoadFromDiskOptions): Promise<OnnxModel>;
+export async function load(compiledDir: string, options: LoadFromDiskOptions): Promise<Model>;
+export async function load(compiledDir: string, options: LoadFromDiskOptions | OnnxLoadFromDiskOptions): Promise<Model | OnnxModel> {
   const weights = typeof options.weights === "string"
     ? { safetensors: await readBytes(options.weights), source: options.weights }
     : options.weights;
   if (weights === undefined) throw new LoadError("load(): no weights given");
-  return loadModule(module, { ...options, weights });
+  if (options.backend === "onnxruntime") {
+    const { bytes, path } = await readCompiledOnnx(compiledDir).catch((e: Error) => {
+      throw new LoadError(e.message);
+    });
+    return loadOnnx(bytes, { ...(options as OnnxLoadFromDiskOptions), weights, source: path });
+  }
+  const module = await importCompiled(compiledDir);
+  return loadModule(module, { ...(options as LoadFromDiskOptions), weights });
 }

@@ -25,3 +25,11 @@ export async function importCompiled(dir: string): Promise<unknown> {
   }
   throw new Error(`"${dir}" holds no compiled model (model.mjs); compile one with turbo-compile --out ${dir}`);
 }
+
+/** Reads `model.onnx` (turbo-compile --emit onnx) from a compiled directory. */
+export async function readCompiledOnnx(dir: string): Promise<{ bytes: Uint8Array; path: string }> {
+  const path = join(dir, "model.onnx");
+  const exists = await stat(path).then(() => true, () => false);
+  if (!exists) throw new Error(`"${dir}" holds no model.onnx; compile it with turbo-compile --emit onnx --out ${dir}`);
+  return { bytes: await readBytes(path), path };
+}

@@ -21,6 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { assertCount, mergedCount, protectedSets } from "../../compiler/contract/merged_count.ts";
+import { CLASS_DEGREE, DEGREE_LIMIT, NORM_EPSILON, S2_EPSILON } from "../../compiler/contract/merge_constants.ts";
 
 export { mergedCount };
 
@@ -30,17 +31,8 @@ export type Fusion = "S1" | "S2" | "S3" | "S4";
 /** The fusion strategies, in the paper's order. */
 export const FUSIONS: readonly Fusion[] = ["S1", "S2", "S3", "S4"];
 
-/**
- * Added to c·I in the denominator of S2 so that a token the class token does
- * not attend to at all (I = 0) gives a large finite E instead of ±∞ or NaN.
- */
-export const S2_EPSILON = 1e-6;
-
-/**
- * Lower bound on ‖metric‖ when normalising: a zero metric row gets cosine 0
- * with every token instead of NaN.
- */
-export const NORM_EPSILON = 1e-12;
+// The merge's constants are part of the contract: the ONNX rendering uses the same ones.
+export { NORM_EPSILON, S2_EPSILON };
 
 /** Options of {@linkcode turboMerge}. */
 export interface TurboMergeOptions {
@@ -284,11 +276,6 @@ export function turboMerge(
     ? { x: mergedX, size: mergedSize, sources: mergedSources }
     : { x: mergedX, size: mergedSize };
 }
-
-/** E is clipped to ±DEGREE_LIMIT (NaN to −DEGREE_LIMIT) so that it sorts totally. */
-const DEGREE_LIMIT = 1e38;
-/** The class token's E: below every clipped E, so it always sorts last. */
-const CLASS_DEGREE = -3e38;
 
 interface MergePlan {
   batch: number;

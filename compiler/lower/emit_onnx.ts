@@ -1,0 +1,216 @@
+/**
+ * emit_onnx — renders the same planned kernel program that emit_ts writes as
+ * TypeScript, as an ONNX model (opset 17, default domain only): one rule per
+ * kernel the lowering produces, each a short run of standard ONNX ops, the
+ * Turbo merge included (onnx_turbo_merge.ts).
+ *
+ * The graph's inputs are the model inputs (the batch a symbolic dimension
+ * named after the plan's batch, e.g. `B`) and then every parameter by its
+ * name with its static shape; the runtime turns the parameter inputs into
+ * initializers holding the weights when it loads (spec/pipeline.md, "ONNX
+ * target"). Every program tensor gets a value_info with its static shape;
+ * the plan travels in the metadata under `turbograph.plan`.
+ */
+
+import type { Plan } from "../contract/plan.ts";
+import type { Shape } from "../ir/types.ts";
+import { CompileError } from "../diagnostics.ts";
+import { attr, encodeModel, floatTensor, OnnxGraphBuilder, valueInfo } from "./onnx_builder.ts";
+import { emitTurboMerge, mergeOptionKeys, type MergeOptions } from "./onnx_turbo_merge.ts";
+import type { Arg, Program, Step } from "./program.ts";
+
+/** The metadata key holding the plan JSON. */
+export const ONNX_PLAN_KEY = "turbograph.plan";
+
+interface EmitContext {
+  readonly g: OnnxGraphBuilder;
+  /** The ONNX value of a tensor, weight or scalar literal argument. */
+  value(a: Arg): string;
+  /** The static shape of a tensor or weight argument. */
+  shapeOf(a: Arg): Shape;
+  /** The ONNX name of a step's output (or of one of its extra outputs). */
+  output(name: string): string;
+  readonly name: string;
+}
+
+type KernelRule = (s: Step, cx: EmitContext) => void;
+
+const lit = (a: Arg | undefined): unknown => {
+  if (a === undefined || !("lit" in a)) throw new Error(`internal: expected a literal argument, got ${JSON.stringify(a)}`);
+  return a.lit;
+};
+const axesOf = (a: Arg | undefined): number[] => {
+  const v = lit(a);
+  return Array.isArray(v) ? [...(v as number[])] : [v as number];
+};
+const shapeArg = (a: Arg | undefined): Shape => {
+  if (a === undefined || !("shape" in a)) throw new Error(`internal: expected a shape argument, got ${JSON.stringify(a)}`);
+  return a.shape;
+};
+
+const unary = (op: string): KernelRule => (s, cx) => void cx.g.op(op, [cx.value(s.args[0]!)], cx.name, [], cx.output(s.out));
+const binary = (op: string): KernelRule => (s, cx) => void cx.g.op(op, [cx.value(s.args[0]!), cx.value(s.args[1]!)], cx.name, [], cx.output(s.out));
+const reduceWithAttr = (op: string): KernelRule => (s, cx) =>
+  void cx.g.op(op, [cx.value(s.args[0]!)], cx.name, [attr.ints("axes", axesOf(s.args[1])), attr.int("keepdims", lit(s.args[2]) ? 1 : 0)], cx.output(s.out));
+
+/** One rule per kernel that lowering (program.ts) emits. */
+const kernelRules: Readonly<Record<string, KernelRule>> = {
+  "tf.add": binary("Add"),
+  "tf.sub": binary("Sub"),
+  "tf.mul": binary("Mul"),
+  "tf.matMul": binary("MatMul"),
+  "tf.log": unary("Log"),
+  "tf.square": (s, cx) => {
+    const x = cx.value(s.args[0]!);
+    cx.g.op("Mul", [x, x], cx.name, [], cx.output(s.out));
+  },
+  "tf.rsqrt": (s, cx) => void cx.g.op("Reciprocal", [cx.g.op("Sqrt", [cx.value(s.args[0]!)], cx.name)], cx.name, [], cx.output(s.out)),
+  "tf.softmax": (s, cx) => void cx.g.op("Softmax", [cx.value(s.args[0]!)], cx.name, [attr.int("axis", -1)], cx.output(s.out)),
+  // Exact GELU, 0.5·x·(1 + erf(x/√2)); Gelu itself is opset 20.
+  "k.gelu": (s, cx) => {
+    const { g, name } = cx;
+    const x = cx.value(s.args[0]!);
+    const erf = g.op("Erf", [g.op("Div", [x, g.floats([Math.SQRT2])], name)], name);
+    g.op("Mul", [g.op("Mul", [x, g.floats([0.5])], name), g.op("Add", [erf, g.floats([1])], name)], name, [], cx.output(s.out));
+  },
+  "tf.mean": reduceWithAttr("ReduceMean"),
+  "tf.max": reduceWithAttr("ReduceMax"),
+  // ReduceSum takes its axes as an input from opset 13 on.
+  "tf.sum": (s, cx) =>
+    void cx.g.op("ReduceSum", [cx.value(s.args[0]!), cx.g.ints(axesOf(s.args[1]))], cx.name, [attr.int("keepdims", lit(s.args[2]) ? 1 : 0)], cx.output(s.out)),
+  "tf.reshape": (s, cx) => void cx.g.op("Reshape", [cx.value(s.args[0]!), cx.g.reshapeTarget(shapeArg(s.args[1]))], cx.name, [], cx.output(s.out)),
+  "tf.transpose": (s, cx) => void cx.g.op("Transpose", [cx.value(s.args[0]!)], cx.name, [attr.ints("perm", lit(s.args[1]) as number[])], cx.output(s.out)),
+  "tf.concat": (s, cx) => {
+    const list = s.args[0];
+    if (list === undefined || !("list" in list)) throw new Error("internal: tf.concat without a list");
+    cx.g.op("Concat", list.list.map(cx.value), cx.name, [attr.int("axis", lit(s.args[1]) as number)], cx.output(s.out));
+  },
+  "tf.slice": (s, cx) => {
+    const begin = lit(s.args[1]) as number[];
+    const size = lit(s.args[2]) as number[];
+    const axes: number[] = [];
+    const starts: number[] = [];
+    const ends: number[] = [];
+    begin.forEach((b, axis) => {
+      if (b === 0 && size[axis] === -1) return;
+      axes.push(axis);
+      starts.push(b);
+      ends.push(size[axis] === -1 ? Number.MAX_SAFE_INTEGER : b + size[axis]!);
+    });
+    const { g } = cx;
+    if (axes.length === 0) g.op("Identity", [cx.value(s.args[0]!)], cx.name, [], cx.output(s.out));
+    else g.op("Slice", [cx.value(s.args[0]!), g.ints(starts), g.ints(ends), g.ints(axes)], cx.name, [], cx.output(s.out));
+  },
+  "tf.broadcastTo": (s, cx) => void cx.g.op("Expand", [cx.value(s.args[0]!), cx.g.shape(shapeArg(s.args[1]), cx.name)], cx.name, [], cx.output(s.out)),
+  "tf.fill": (s, cx) => {
+    const value = lit(s.args[1]) as number;
+    const { g } = cx;
+    g.op("ConstantOfShape", [g.shape(shapeArg(s.args[0]), cx.name)], cx.name, [attr.tensor("value", floatTensor("value", [1], [value]))], cx.output(s.out));
+  },
+  // tf.eye(n, n, [b]): one identity, expanded over the leading dims.
+  "tf.eye": (s, cx) => {
+    const n = lit(s.args[0]) as number;
+    if (lit(s.args[1]) !== n) throw new Error("internal: tf.eye of a non-square shape");
+    const lead = shapeArg(s.args[2]);
+    const eye = Array.from({ length: n * n }, (_, i) => (Math.floor(i / n) === i % n ? 1 : 0));
+    const { g } = cx;
+    g.op("Expand", [g.floats(eye, [...lead.map(() => 1), n, n]), g.shape([...lead, n, n], cx.name)], cx.name, [], cx.output(s.out));
+  },
+  "k.turboMerge": (s, cx) => {
+    const tensors = s.args[0];
+    if (tensors === undefined || !("obj" in tensors)) throw new Error("internal: k.turboMerge without its tensors");
+    const t = tensors.obj;
+    const o = lit(s.args[1]) as unknown as MergeOptions;
+    // A merge option this rendering does not know would be silently ignored: refuse it instead.
+    const unknown = Object.keys(o).filter((k) => !(mergeOptionKeys as readonly string[]).includes(k));
+    if (unknown.length > 0) throw new Error(`internal: the ONNX rendering of turbo_merge does not handle option ${unknown.join(", ")}`);
+    const optional = (a: Arg | undefined) => (a === undefined || ("lit" in a && a.lit === null) ? undefined : cx.value(a));
+    const field = (f: string) => (s.field === f ? s.out : s.extra.find((e) => e.field === f)?.out);
+    const sourcesOut = field("sources");
+    const n = cx.shapeOf(t.x!)[1];
+    if (typeof n !== "number") throw new Error("internal: the merge's token count is not static");
+    emitTurboMerge(
+      cx.g,
+      s.out,
+      { x: cx.value(t.x!), metric: cx.value(t.metric!), size: cx.value(t.size!), clsAttn: optional(t.clsAttn), sources: optional(t.sources) },
+      n,
+      o,
+      { x: cx.output(field("x")!), size: cx.output(field("size")!), sources: sourcesOut === undefined ? undefined : cx.output(sourcesOut) },
+      s.shape[1]!,
+    );
+  },
+};
+
+/** The kernels this emitter renders (a test holds it equal to what lowering emits). */
+export const onnxKernels: readonly string[] = Object.keys(kernelRules);
+
+/** Renders a planned program as ONNX ModelProto bytes. */
+export function emitOnnx(program: Program, plan: Plan, source: string): Uint8Array {
+  const batched = program.inputs.map((i) => ({ i, axis: i.shape.findIndex((d) => typeof d !== "number") })).find((e) => e.axis >= 0);
+  const g = new OnnxGraphBuilder(
+    program.batch,
+    batched === undefined ? undefined : { input: batched.i.name, axis: batched.axis, factor: (batched.i.shape[batched.axis] as { batch: number }).batch },
+  );
+  const names = new Map<string, string>(); // program tensor → ONNX value
+  const shapes = new Map<string, Shape>();
+  for (const i of program.inputs) {
+    names.set(i.tensor, i.name);
+    shapes.set(i.tensor, i.shape);
+  }
+  const internal = (t: string) => `/${t}`;
+  const cx = (s: Step): EmitContext => ({
+    g,
+    name: `${s.kernel.replace(/^(tf|k)\./, "")}/${s.out}`,
+    value(a) {
+      if ("t" in a) {
+        const v = names.get(a.t);
+        if (v === undefined) throw new Error(`internal: tensor ${a.t} is used before step ${s.out} defines it`);
+        return v;
+      }
+      if ("w" in a) {
+        if (!program.params.has(a.w)) throw new Error(`internal: unknown parameter ${a.w}`);
+        return a.w;
+      }
+      if ("lit" in a && typeof a.lit === "number") return g.floats([a.lit]);
+      throw new Error(`internal: argument ${JSON.stringify(a)} of ${s.kernel} has no ONNX value`);
+    },
+    shapeOf(a) {
+      const shape = "t" in a ? shapes.get(a.t) : "w" in a ? program.params.get(a.w)?.shape : undefined;
+      if (shape === undefined) throw new Error(`internal: no shape for ${JSON.stringify(a)}`);
+      return shape;
+    },
+    output(t) {
+      const v = internal(t);
+      names.set(t, v);
+      return v;
+    },
+  });
+  for (const s of program.steps) {
+    const rule = kernelRules[s.kernel];
+    if (rule === undefined) throw new Error(`internal: kernel ${s.kernel} (step ${s.out}) has no ONNX rendering`);
+    rule(s, cx(s));
+    for (const [t, shape] of [[s.out, s.shape] as const, ...s.extra.map((e) => [e.out, e.shape] as const)]) {
+      shapes.set(t, shape);
+      g.valueInfo.push(valueInfo(internal(t), shape, program.batch));
+    }
+  }
+  const taken = new Set([...program.inputs.map((i) => i.name), ...program.params.keys()]);
+  for (const o of program.outputs) {
+    if (taken.has(o.name)) throw new CompileError(`ONNX: output "${o.name}" has the name of an input or parameter; ONNX values need distinct names`);
+    taken.add(o.name);
+    const v = names.get(o.tensor);
+    if (v === undefined) throw new Error(`internal: output ${o.name} reads an undefined tensor`);
+    g.op("Identity", [v], `output/${o.name}`, [], o.name);
+  }
+  const inputs = [
+    ...program.inputs.map((i) => valueInfo(i.name, i.shape, program.batch)),
+    ...[...program.params].map(([name, p]) => valueInfo(name, p.shape, program.batch)),
+  ];
+  return encodeModel(g, {
+    graphName: program.name,
+    doc: `Generated by turbo-compile from ${source} (model ${JSON.stringify(program.name)}); parameters are graph inputs, bound as initializers by turbograph's load().`,
+    inputs,
+    outputs: program.outputs.map((o) => valueInfo(o.name, o.shape, program.batch)),
+    metadata: { [ONNX_PLAN_KEY]: JSON.stringify(plan) },
+  });
+}
