@@ -8,7 +8,7 @@
  *   - eager: the hand-written tfjs ViT (examples/vit/eager.ts) at its best: the
  *     SIMD batched matmul and GELU that turbograph installs switched on for it too,
  *   - compiled Υ = 0, and compiled with Turbo at each Υ (r per block).
- * For S/16 also compiled Υ = 0 on 2 worker threads, so the eager comparison
+ * Merge share: bench/turbo_share.ts. For S/16 also compiled Υ = 0 on 2 worker threads, so the eager comparison
  * covers both cores. Then: a kernel-by-kernel profile of ViT-S/16 (compiled Υ = 0 and eager),
  * the SIMD batched matmul against the stock kernel on the attention shapes,
  * and 1 vs 2 worker threads.
@@ -29,11 +29,11 @@ import { eagerVit } from "../examples/vit/eager.ts";
 import { b16, s16 } from "../examples/vit/vit.ts";
 import { setSimdMatmulEnabled } from "../runtime/kernels/simd_matmul.ts";
 import { gelu } from "../runtime/kernels/gelu.ts";
-import { turboMerge } from "../runtime/kernels/turbo_merge.ts";
 import { loadModule, loadParallel, registerSimdMatmul, selectBackend, type Model } from "../runtime/mod.ts";
 import { linearAt } from "../compiler/contract/plan.ts";
 import { randomWeights } from "../runtime/weights/mod.ts";
 import { profileTable, profileVit } from "./profile.ts";
+import { loadTimed } from "./turbo_share.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -63,36 +63,42 @@ interface Variant {
   times: number[];
   flops: number;
   flopsRatio: number;
-  mergeMs: number[];
+  /** Share of Turbo's steps in the step time of one instrumented run, one entry per repetition. */
+  mergeShare: number[];
+  /** One instrumented run; returns Turbo's share of its step time (bench/turbo_share.ts). */
+  share?: () => number;
+  disposeTimed?: () => void;
   peak?: { measured: number; predicted: number | null };
 }
 
-async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.Tensor, weights: ReturnType<typeof randomWeights>): Promise<{ v: Variant; model: Model; dir: string }> {
+/** `weights`: the model's tensors, shared by every variant (a load clones them, which shares their memory). */
+async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.Tensor, weights: ReadonlyMap<string, tf.Tensor>): Promise<{ v: Variant; model: Model; dir: string }> {
   const c = compile(spec, r === 0 ? {} : { turbo: { r } });
   const dir = mkdtempSync(join(tmpdir(), "turbograph-bench-"));
   writeFileSync(join(dir, "model.mjs"), c.module.js);
-  let mergeMs = 0;
-  const timedMerge: typeof turboMerge = (inputs, options) => {
-    const t0 = performance.now();
-    const out = turboMerge(inputs, options);
-    mergeMs += performance.now() - t0;
-    return out;
-  };
-  const model = await loadModule(await import(pathToFileURL(join(dir, "model.mjs")).href), { weights, backend: "wasm", kernels: { turboMerge: timedMerge } });
+  const module = await import(pathToFileURL(join(dir, "model.mjs")).href);
+  const model = await loadModule(module, { weights, backend: "wasm" });
+  // A second copy with every step timed, run outside the timed repetitions: the merge share.
+  const timed = r === 0 ? undefined : await loadTimed(c, module, { weights, backend: "wasm" });
   const v: Variant = {
     name: r === 0 ? "compiled, Υ = 0" : `compiled, Υ = ${r}`,
     r,
     times: [],
-    mergeMs: [],
+    mergeShare: [],
     flops: linearAt(c.plan.flops, batch),
     flopsRatio: c.plan.turbo?.flopsRatio ?? 1,
     run: () => {
-      mergeMs = 0;
       const out = model.run({ pixels: x });
       out.logits!.dataSync();
       tf.dispose(Object.values(out));
-      v.mergeMs.push(mergeMs);
     },
+    share: timed === undefined ? undefined : () => {
+      tf.dispose(Object.values(timed.model.run({ pixels: x })));
+      const all = timed.stepMs.reduce((a, b) => a + b, 0);
+      const turbo = timed.turboSteps.reduce((a, i) => a + timed.stepMs[i]!, 0);
+      return turbo / all;
+    },
+    disposeTimed: () => timed?.model.dispose(),
   };
   return { v, model, dir };
 }
@@ -105,7 +111,7 @@ async function parallelVariant(dir: string, workers: number, flops: number, x: t
     r: 0,
     workers,
     times: [],
-    mergeMs: [],
+    mergeShare: [],
     flops,
     flopsRatio: 1,
     run: async () => {
@@ -136,7 +142,7 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
     name: "eager tfjs (turbograph's SIMD kernels on)",
     r: null,
     times: [],
-    mergeMs: [],
+    mergeShare: [],
     flops: linearAt(plain.plan.flops, batch),
     flopsRatio: 1,
     run: () => {
@@ -144,13 +150,13 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
     },
   };
   const compiled = [];
-  for (const r of [0, ...rs]) compiled.push(await compiledVariant(spec, r, batch, x, weights));
+  for (const r of [0, ...rs]) compiled.push(await compiledVariant(spec, r, batch, x, params));
   const parallel = workers > 1 ? await parallelVariant(compiled[0]!.dir, workers, compiled[0]!.v.flops, x) : undefined;
   const variants = [eager, ...compiled.map((c) => c.v), ...(parallel ? [parallel.v] : [])];
   for (const v of variants) {
     await v.run();
+    v.share?.();
     v.times.length = 0;
-    v.mergeMs.length = 0;
   }
   for (let rep = 0; rep < reps; rep++) {
     // Rotate the order every repetition, so no variant always runs first or right after the same neighbour.
@@ -160,12 +166,14 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
       await v.run();
       v.times.push(performance.now() - t0);
     }
+    for (const v of variants) if (v.share !== undefined) v.mergeShare.push(v.share());
     log(`  rep ${rep + 1}/${reps}: ${variants.map((v) => `${v.r ?? "eager"}${v.workers ? `×${v.workers}w` : ""} ${v.times[rep]!.toFixed(0)} ms`).join(", ")}`);
   }
   eager.peak = { measured: await peakOf(() => eagerVit(config, params, x as tf.Tensor4D, undefined, undefined, { gelu })), predicted: null };
   for (const { v, model } of compiled) {
     v.peak = { measured: await peakOf(() => model.run({ pixels: x }).logits!), predicted: model.predictedPeakBytes(batch) };
     model.dispose();
+    v.disposeTimed?.();
   }
   // Each worker has its own tfjs; its memory is not visible from here.
   await parallel?.model.dispose();
@@ -248,7 +256,7 @@ const loadAfter = loadavg()[0]!;
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown cpu"}, Node ${process.version}, tfjs ${tf.version_core}, backend ${backend.name}; 1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (other processes on the machine slow every figure alike)`;
 const json = { command, machine, date: new Date().toISOString(), seconds, reps, models: [s16Result, b16Result].map((m) => ({
-  name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, workers: v.workers ?? 1, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeMs: v.mergeMs, peak: v.peak })),
+  name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, workers: v.workers ?? 1, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeShare: v.mergeShare, peak: v.peak })),
 })), profiles, matmuls, workers };
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -258,7 +266,9 @@ const lines: string[] = [
   "",
   `Generated by \`${command}\` on ${json.date.slice(0, 10)} in ${seconds.toFixed(0)} s. Do not edit by hand: rerun the command.`,
   "",
-  `Machine: ${machine}. Random weights; every figure is the median of ${reps} interleaved runs after a warm-up (spread: min–max).`,
+  `Machine: ${machine}. Random weights; every figure is the median of ${reps} interleaved runs after a warm-up (spread: min–max), the order of the variants rotated every repetition.`,
+  "",
+  "The eager baseline is the hand-written tfjs ViT (`examples/vit/eager.ts`) at its best: turbograph's SIMD batched matmul is installed for it too and it uses the runtime's SIMD GELU. *Merge share* is the share of a run's step time spent in work Turbo added — the merge, the sizes, the similarity metric, the class token's attention row and the log-size add of proportional attention (`bench/turbo_share.ts` reads them from the graph) — from a separately loaded copy whose every step is timed, run once per repetition outside the timed runs; median over repetitions.",
   "",
 ];
 for (const m of [s16Result, b16Result]) {
@@ -267,7 +277,7 @@ for (const m of [s16Result, b16Result]) {
   lines.push(`## ${m.name}, batch ${m.batch}`, "", "| variant | median ms | spread ms | images/s | vs eager | vs Υ = 0 | predicted FLOPs ratio | GFLOP/s | merge share | peak measured | peak planned |", "|---|---|---|---|---|---|---|---|---|---|---|");
   for (const v of m.variants) {
     const med = median(v.times);
-    const mergeShare = v.r && !v.workers ? `${((100 * median(v.mergeMs)) / med).toFixed(1)} %` : "–";
+    const mergeShare = v.mergeShare.length > 0 ? `${(100 * median(v.mergeShare)).toFixed(1)} %` : "–";
     lines.push(`| ${v.name} | ${med.toFixed(0)} | ${Math.min(...v.times).toFixed(0)}–${Math.max(...v.times).toFixed(0)} | ${((1000 * m.batch) / med).toFixed(2)} | ${(median(eager.times) / med).toFixed(2)}× | ${v.r === null ? "–" : `${(median(base.times) / med).toFixed(2)}×`} | ${v.r === null ? "–" : `${v.flopsRatio.toFixed(2)}×`} | ${(v.flops / med / 1e6).toFixed(1)} | ${mergeShare} | ${v.peak === undefined ? "–" : mib(v.peak.measured)} | ${v.peak?.predicted == null ? "–" : mib(v.peak.predicted)} |`);
   }
   lines.push("");
