@@ -38,6 +38,7 @@ export const attrSchemas: { readonly [K in Op]?: Schema<K> } = {
     layer: "int",
     cls: "bool",
     distill: "bool",
+    protect: "int",
     semantic: "bool",
     track: "bool",
   },

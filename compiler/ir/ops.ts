@@ -62,6 +62,8 @@ export interface TurboMergeAttrs {
   readonly layer: number;
   readonly cls: boolean;
   readonly distill: boolean;
+  /** Positions 0 … protect − 1 (class, distillation, register tokens) never merge or receive and keep their places. */
+  readonly protect: number;
   /** A cls_attn operand is present (semantic value); false for plain ToMe. */
   readonly semantic: boolean;
   /** A sources operand is present and merged_sources may read the result. */

@@ -150,11 +150,11 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     lead(size, "size", 3, 1);
     if (cls !== undefined) lead(cls, "cls_attn", 2);
     if (sources !== undefined) lead(sources, "sources", 3);
-    for (const [name, v] of [["r", a.r], ["layer", a.layer]] as const) {
+    for (const [name, v] of [["r", a.r], ["layer", a.layer], ["protect", a.protect]] as const) {
       if (!Number.isInteger(v) || v < 0) throw new ShapeError(`${name} ${v} must be a non-negative integer`);
     }
     if (!["S1", "S2", "S3", "S4"].includes(a.fusion)) throw new ShapeError(`fusion "${a.fusion}" is not one of S1, S2, S3, S4`);
-    const r = mergedCount(n, a.r, { cls: a.cls, distill: a.distill });
+    const r = mergedCount(n, a.r, { cls: a.cls, distill: a.distill, protect: a.protect });
     if (r !== a.r) throw new ShapeError(`r ${a.r} exceeds what ${n} tokens allow (${r}); the schedule must clamp it`);
     return [b, n - r, x.shape[2]!];
   },

@@ -105,7 +105,7 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
   turbo_merge: (n, cx) => {
     const [x, metric, size] = n.inputs.slice(0, 3).map(cx.arg) as [Arg, Arg, Arg];
     const tensors: Record<string, Arg> = { x, metric, size, clsAttn: n.attrs.semantic ? cx.arg(n.inputs[3]!) : { lit: null } };
-    const { r, alpha, scale, fusion, beta, gamma, layer, cls, distill, track } = n.attrs;
+    const { r, alpha, scale, fusion, beta, gamma, layer, cls, distill, protect, track } = n.attrs;
     const [b, tokens] = n.type.shape as [Shape[number], Shape[number]];
     const outs = [
       { field: "x", shape: n.type.shape },
@@ -116,7 +116,7 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
       tensors.sources = cx.arg(sources);
       outs.push({ field: "sources", shape: [b, tokens, cx.type(sources).shape[2]!] });
     }
-    const options = { r, alpha, scale, fusion, beta, gamma, layer, cls, distill, trackSources: track };
+    const options = { r, alpha, scale, fusion, beta, gamma, layer, cls, distill, protect, trackSources: track };
     return cx.multi("k.turboMerge", [{ obj: tensors }, { lit: options }], outs).get("x")!;
   },
   merged_size: (n, cx) => cx.results(n.inputs[0] as number).get("size")!,

@@ -1,23 +1,32 @@
 /**
  * insert_turbo — requires: a traced graph with high-level `attention` ops.
- * Ensures: in every self-attention block (attention → output projection →
- * residual add → layer norm of the MLP) with a scheduled r > 0, a
- * `turbo_merge` follows the residual add; every later attention over the
- * merged tokens gets their sizes (proportional attention, + log(size) on the
- * logits), and the class attention used as semantic value is taken with that
- * bias. All shapes stay static: block ℓ removes
+ * Ensures: after the attention residual of every self-attention block on the
+ * model's token stream (found from the residual adds: pre-norm, post-norm,
+ * LayerScale and parallel blocks, `_merge_sites.ts`) with a scheduled r > 0,
+ * a `turbo_merge`; every op after it that was traced with the old token
+ * count (reshape, broadcast, slice) is re-typed with the new one, or refused
+ * with a located error where the count cannot be re-derived; every later
+ * attention whose keys are the merged tokens gets their sizes (proportional
+ * attention, + log(size) on the logits), cross-attention included, by stream
+ * identity, never by length. The tokens concatenated from parameters at the
+ * front of the stream (class, distillation, register tokens) are protected.
+ * All shapes stay static: block ℓ removes
  *
  *   r_ℓ = min(Υ_ℓ, ⌊(N_ℓ − p)/2⌋, max(0, N_ℓ − threshold))
  *
- * tokens, p the protected tokens (class, distillation). The rules are in
- * spec/turbo.md; the merge itself is the runtime kernel `turboMerge`.
+ * tokens, p the protected tokens. The rules are in spec/turbo.md; the merge
+ * itself is the runtime kernel `turboMerge`.
  */
 
 import { mergedCount } from "../contract/merged_count.ts";
 import { CompileError } from "../diagnostics.ts";
 import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
 import type { Dim } from "../ir/types.ts";
-import { rewrite } from "./_rewrite.ts";
+import { analyseMergeSites, findMergeSites, type MergeSite } from "./_merge_sites.ts";
+import { rewrite, type RewriteContext } from "./_rewrite.ts";
+import { firstPiece, frontTokens, readsPosition0, type StreamAxis } from "./_streams.ts";
+
+export { analyseMergeSites, findMergeSites, type MergeSite };
 
 export type Fusion = "S1" | "S2" | "S3" | "S4";
 
@@ -37,56 +46,26 @@ export interface TurboOptions {
   metric?: "keys" | "queries";
   /** Block indices (0-based, in model order) that never merge. */
   skip?: readonly number[];
-  /** Position 0 is a class token (default true). */
+  /**
+   * Override: position 0 is (true) or is not (false) a class token, whose
+   * attention row is the semantic value. Default: found from the graph (a
+   * parameter token at the front of the stream that the model reads out).
+   */
   cls?: boolean;
-  /** Position 1 is a distillation token (default false). */
+  /** Deprecated override: the first two positions are class and distillation tokens (found from the graph by default). */
   distill?: boolean;
+  /** Override: how many leading positions are protected (default: the parameter tokens at the front of the stream). */
+  protect?: number;
   /** Add outputs `size.<block>` with each merge's token sizes [B, N', 1]. */
   reportSizes?: boolean;
   /** Add an output `sources` [B, N_final, N_0]: which original tokens each final token stands for. */
   trackSources?: boolean;
 }
 
-export interface MergeSite {
-  /** The block's attention node and its residual add (ids in the traced graph). */
-  attention: number;
-  residual: number;
-  scope: string;
-}
-
 const fusions: readonly Fusion[] = ["S1", "S2", "S3", "S4"];
 
 function bad(option: string, message: string): CompileError {
   return new CompileError(`insertTurbo: option ${option}: ${message}`);
-}
-
-function users(g: Graph): Map<number, AnyNode[]> {
-  const out = new Map<number, AnyNode[]>();
-  for (const n of g.nodes) for (const i of n.inputs) if (typeof i === "number") out.set(i, [...(out.get(i) ?? []), n]);
-  return out;
-}
-
-/**
- * Finds the self-attention blocks: attention whose q and k are projections of
- * the same tensor, whose only user is the output projection, whose only user
- * is a residual add that feeds a layer norm (the MLP's).
- */
-export function findMergeSites(g: Graph): MergeSite[] {
-  const use = users(g);
-  const sites: MergeSite[] = [];
-  const source = (o: Operand) => (typeof o === "number" && g.nodes[o]!.op === "linear" ? g.nodes[o]!.inputs[0] : undefined);
-  for (const a of g.nodes) {
-    if (a.op !== "attention") continue;
-    const [q, k] = a.inputs;
-    if (source(q!) === undefined || source(q!) !== source(k!)) continue;
-    const proj = use.get(a.id) ?? [];
-    if (proj.length !== 1 || proj[0]!.op !== "linear") continue;
-    const res = use.get(proj[0]!.id) ?? [];
-    if (res.length !== 1 || res[0]!.op !== "add") continue;
-    if (!(use.get(res[0]!.id) ?? []).some((n) => n.op === "layer_norm")) continue;
-    sites.push({ attention: a.id, residual: res[0]!.id, scope: g.meta.get(res[0]!.id)?.scope ?? `block ${sites.length}` });
-  }
-  return sites;
 }
 
 /** Υ for each of `blocks` merging blocks, validated. */
@@ -113,7 +92,7 @@ export function resolveSchedule(r: TurboSchedule, blocks: number): number[] {
   return Array.from({ length: blocks }, (_, i) => Math.floor(lo + (i * (hi - lo)) / (blocks - 1)));
 }
 
-function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip">> & { skip: readonly number[] } {
+function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "cls" | "distill" | "protect">> & Pick<TurboOptions, "cls" | "distill" | "protect"> & { skip: readonly number[] } {
   const alpha = o.alpha ?? 5;
   const scale = o.scale ?? 30;
   const beta = o.beta ?? 1;
@@ -129,60 +108,162 @@ function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip">> &
   if (!fusions.includes(fusion)) throw bad("fusion", `"${fusion}" is not one of ${fusions.join(", ")}`);
   if (metric !== "keys" && metric !== "queries") throw bad("metric", `"${metric}" is not "keys" or "queries"`);
   for (const s of o.skip ?? []) if (!Number.isInteger(s) || s < 0) throw bad("skip", `block index ${s} must be a non-negative integer`);
+  if (o.protect !== undefined && !(Number.isInteger(o.protect) && o.protect >= 0)) throw bad("protect", `${o.protect} must be a non-negative integer`);
   return {
     alpha, scale, beta, gamma, threshold, fusion, metric,
     skip: o.skip ?? [],
-    cls: o.cls ?? true,
-    distill: o.distill ?? false,
+    ...(o.cls === undefined ? {} : { cls: o.cls }),
+    ...(o.distill === undefined ? {} : { distill: o.distill }),
+    ...(o.protect === undefined ? {} : { protect: o.protect }),
     reportSizes: o.reportSizes ?? false,
     trackSources: o.trackSources ?? false,
   };
 }
 
-/** Ops whose result keeps the token axis of their first stream operand. */
-const tokenPreserving = new Set(["add", "mul", "scale", "gelu", "log", "layer_norm", "linear", "softmax", "attention"]);
+/** Protection attributes of a merge that keeps the first `p` positions. */
+const guard = (p: number) => ({ cls: p >= 1, distill: p >= 2, protect: p });
+
+/**
+ * Which leading positions are protected and whether position 0 is the class
+ * token (the semantic source): from the graph, unless an option overrides.
+ */
+function protection(g: Graph, site: MergeSite, streams: readonly (StreamAxis | undefined)[], origin: number, o: ReturnType<typeof validate>): { protect: number; cls: boolean } {
+  const front = frontTokens(g, site.stream);
+  // Position 0 is the class token when it is a lone parameter token, or when the model reads it out.
+  const cls = o.cls ?? (front >= 1 && (firstPiece(g, site.stream) === 1 || readsPosition0(g, streams, origin)));
+  let protect = o.protect ?? (o.cls === false ? 0 : front);
+  if (cls) protect = Math.max(protect, 1);
+  if (o.distill === true) protect = Math.max(protect, 2);
+  if (o.alpha !== 0 && !cls) {
+    const found = front === 0
+      ? "no token is concatenated from a parameter at the front of the token stream"
+      : `the ${front} parameter tokens at the front of the stream are protected, but position 0 is not a lone token and the model never reads it out as a class token`;
+    throw bad("alpha", `model "${g.name}" has no class token to take the semantic value from (${found}); choose alpha=0 (plain ToMe: merge by redundancy alone), or cls=true to name position 0 as the class token whose attention row is the semantic value`);
+  }
+  return { protect, cls };
+}
+
+/** The token count of `o` at its stream axis in the old graph and in the new one, when they differ. */
+interface Stale {
+  origin: number;
+  axis: number;
+  before: number;
+  after: number;
+}
 
 export function insertTurbo(g: Graph, options: TurboOptions): Graph {
   const o = validate(options);
-  const sites = findMergeSites(g);
-  if (sites.length === 0) throw new CompileError(`insertTurbo: model "${g.name}" has no self-attention block (attention → projection → residual add → layer norm) to merge in`);
+  const { sites, skipped, streams, origin } = analyseMergeSites(g);
+  if (sites.length === 0 || origin === undefined) {
+    const why = skipped.length === 0 ? "the graph has no attention op" : skipped.map((s) => `%${s.attention}: ${s.reason}`).join("; ");
+    throw new CompileError(`insertTurbo: model "${g.name}" has no self-attention block to merge in (an attention whose queries and keys read one token stream, and a residual add that returns its output to that stream): ${why}`);
+  }
   const schedule = resolveSchedule(options.r, sites.length);
   for (const s of o.skip) if (s >= sites.length) throw bad("skip", `block index ${s} is out of range; the model has ${sites.length} attention blocks`);
   const first = g.nodes[sites[0]!.residual]!.type.shape[1];
   if (typeof first === "number" && o.threshold > first) {
     throw bad("threshold", `${o.threshold} is above the ${first} tokens entering the first block`);
   }
+  const { protect } = protection(g, sites[0]!, streams, origin, o);
   const siteAt = new Map(sites.map((s, i) => [s.residual, { site: s, index: i }]));
+  const onStream = (x: Operand): x is number => typeof x === "number" && streams[x]?.origin === origin;
 
-  /** The size tensor of the token stream each new node belongs to. */
-  const streamSize = new Map<number, Operand>();
+  /** The size tensor (new graph) of each new node of the merged stream, once a merge happened. */
+  const streamSize = new Map<Operand, Operand>();
   let sources: Operand | undefined;
   let layer = 0;
+  let lastMerge: string | undefined;
   const extraOutputs: { name: string; id: number }[] = [];
+
+  /** Where a later op cannot follow the merged count: a located error naming the op. */
+  const refuse = (n: AnyNode, ctx: RewriteContext, change: Stale, detail: string) =>
+    new CompileError(
+      `insertTurbo: ${n.op} traced with ${change.before} tokens, but after the merge in ${lastMerge ?? "an earlier block"} the token stream has ${change.after}: ${detail}`,
+      ctx.meta.loc,
+    );
+
+  /** Copies `n` with its attributes re-derived for the new token count of its stream operand. */
+  const retyped = (n: AnyNode, inputs: Operand[], ctx: RewriteContext): number => {
+    let change: Stale | undefined;
+    n.inputs.forEach((x, i) => {
+      const s = typeof x === "number" ? streams[x] : undefined;
+      if (s === undefined || change !== undefined) return;
+      const before = g.nodes[x as number]!.type.shape[s.axis];
+      const after = ctx.b.type(inputs[i]!).shape[s.axis];
+      if (typeof before === "number" && typeof after === "number" && before !== after) change = { origin: s.origin, axis: s.axis, before, after };
+    });
+    if (change === undefined) return ctx.add(n.op, inputs, n.attrs as never);
+    const c: Stale = change;
+    const own = streams[n.id];
+    const withCount = (shape: readonly Dim[], axis: number) => shape.map((d, i) => (i === axis ? c.after : d));
+    try {
+      switch (n.op) {
+        case "reshape":
+          if (own === undefined) throw refuse(n, ctx, c, `this reshape to [${n.attrs.shape.map(String).join(",")}] folds the token axis into another, so its new shape cannot be derived; keep the token axis whole (reshape only the width) or move the reshape before the first merge`);
+          return ctx.add("reshape", inputs, { shape: withCount(n.attrs.shape, own.axis) });
+        case "broadcast":
+          return ctx.add("broadcast", inputs, { shape: own === undefined ? n.attrs.shape : withCount(n.attrs.shape, own.axis) });
+        case "slice": {
+          const rank = g.nodes[n.inputs[0] as number]!.type.shape.length;
+          const axis = n.attrs.axis < 0 ? n.attrs.axis + rank : n.attrs.axis;
+          if (axis !== c.axis || n.attrs.end <= protect) return ctx.add("slice", inputs, n.attrs);
+          if (n.attrs.end === c.before && n.attrs.start <= protect) return ctx.add("slice", inputs, { ...n.attrs, end: c.after });
+          throw refuse(n, ctx, c, `the slice [${n.attrs.start}, ${n.attrs.end}) of the token axis picks tokens by position, and after merging only the ${protect} protected leading position${protect === 1 ? "" : "s"} and the whole tail keep their meaning`);
+        }
+        case "add":
+        case "mul": {
+          const rank = n.type.shape.length;
+          const fixed = inputs.map((x, i) => {
+            const old = n.inputs[i]!;
+            if (typeof old === "number" && streams[old]?.origin === c.origin) return x;
+            const shape = typeof old === "number" ? g.nodes[old]!.type.shape : g.params.get(old)!.shape;
+            const at = c.axis + (shape.length - rank);
+            if (at < 0 || shape[at] !== c.before) return x;
+            const src = typeof old === "number" ? g.nodes[old]! : undefined;
+            if (src?.op === "broadcast") {
+              const inner = src.inputs[0]!;
+              const innerShape = typeof inner === "number" ? g.nodes[inner]!.type.shape : g.params.get(inner)!.shape;
+              if (innerShape[at] === 1) return ctx.add("broadcast", [ctx.map(inner)], { shape: withCount(src.attrs.shape, at) });
+            }
+            const what = typeof old === "string" ? `the parameter @${old} (a position embedding?)` : `%${old} (${src?.op})`;
+            throw refuse(n, ctx, c, `${what} has one row per traced token, and merged tokens no longer have positions; add it before the first merge`);
+          });
+          return ctx.add(n.op, fixed, {});
+        }
+        default:
+          return ctx.add(n.op, inputs, n.attrs as never);
+      }
+    } catch (e) {
+      if (e instanceof CompileError && !e.message.startsWith("insertTurbo:")) throw refuse(n, ctx, c, e.message);
+      throw e;
+    }
+  };
 
   const out = rewrite(g, (n, ctx) => {
     const inputs = n.inputs.map(ctx.map);
-    const sizeOf = (x: Operand) => (typeof x === "number" ? streamSize.get(x) : undefined);
+    const sizeOf = (x: Operand) => streamSize.get(x);
     let id: number;
     if (n.op === "attention") {
-      const size = sizeOf(inputs[1]!);
-      id = ctx.add("attention", size === undefined ? inputs.slice(0, 3) : [...inputs.slice(0, 3), size], n.attrs);
+      // Proportional attention wherever the keys are the merged tokens (cross-attention too).
+      const k = n.inputs[1]!;
+      const size = onStream(k) && streams[k]!.axis === 1 ? sizeOf(inputs[1]!) : undefined;
+      const own = inputs.slice(0, (n.attrs as { bias?: boolean }).bias === true ? 4 : 3); // q, k, v (, bias); the size goes last
+      id = ctx.add("attention", size === undefined ? own : [...own, size], n.attrs);
     } else {
-      id = ctx.add(n.op, inputs, n.attrs as never);
+      id = retyped(n, inputs, ctx);
     }
-    if (tokenPreserving.has(n.op)) {
-      const stream = inputs.map(sizeOf).find((s) => s !== undefined);
-      const t = ctx.b.type(id).shape;
-      if (stream !== undefined && t.length === 3 && t[1] === ctx.b.type(stream).shape[1]) streamSize.set(id, stream);
+    if (onStream(n.id)) {
+      const from = n.inputs.findIndex((x, i) => onStream(x) && sizeOf(inputs[i]!) !== undefined);
+      if (from >= 0) streamSize.set(id, sizeOf(inputs[from]!)!);
     }
     const at = siteAt.get(n.id);
     if (at === undefined) return id;
 
-    // A merge site: compute this block's r and insert the merge after the residual add.
+    // A merge site: compute this block's r and insert the merge after it.
     const [b, tokens] = ctx.b.type(id).shape as [Dim, number];
     const budget = o.skip.includes(at.index) ? 0 : schedule[at.index]!;
     const floor = Math.max(0, tokens - o.threshold);
-    const r = mergedCount(tokens, Math.min(budget, floor), { cls: o.cls, distill: o.distill });
+    const r = mergedCount(tokens, Math.min(budget, floor), guard(protect));
     if (r === 0) return id;
     const attn = g.nodes[at.site.attention]! as AnyNode & { op: "attention" };
     const heads = attn.attrs.heads;
@@ -203,9 +284,10 @@ export function insertTurbo(g: Graph, options: TurboOptions): Graph {
     }
     const merge = ctx.add("turbo_merge", operands, {
       r, alpha: o.alpha, scale: o.scale, fusion: o.fusion, beta: o.beta, gamma: o.gamma, layer,
-      cls: o.cls, distill: o.distill, semantic, track: o.trackSources,
+      ...guard(protect), semantic, track: o.trackSources,
     });
     layer++;
+    lastMerge = at.site.scope;
     const merged = ctx.add("merged_size", [merge], {});
     streamSize.set(merge, merged);
     if (o.trackSources) sources = ctx.add("merged_sources", [merge, sources!], {});
