@@ -122,7 +122,8 @@ export function analyseMergeSites(g: Graph): MergeSites {
       const u = us[0]!;
       if (u.op === "add") {
         const other = u.inputs[0] === site.id ? u.inputs[1] : u.inputs[0];
-        if (typeof other === "number" && descendants(g, users, site.id).has(other)) break;
+        // A parallel branch: another tensor of the same stream, not computed from this sum.
+        if (typeof other !== "number" || streams[other]?.origin !== sq.origin || descendants(g, users, site.id).has(other)) break;
         site = u;
         form = "parallel";
         continue;

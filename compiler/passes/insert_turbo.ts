@@ -21,7 +21,7 @@
 import { mergedCount } from "../contract/merged_count.ts";
 import { CompileError } from "../diagnostics.ts";
 import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
-import type { Dim } from "../ir/types.ts";
+import { formatShape, type Dim } from "../ir/types.ts";
 import { analyseMergeSites, findMergeSites, type MergeSite } from "./_merge_sites.ts";
 import { rewrite, type RewriteContext } from "./_rewrite.ts";
 import { firstPiece, frontTokens, readsPosition0, type StreamAxis } from "./_streams.ts";
@@ -199,7 +199,7 @@ export function insertTurbo(g: Graph, options: TurboOptions): Graph {
     try {
       switch (n.op) {
         case "reshape":
-          if (own === undefined) throw refuse(n, ctx, c, `this reshape to [${n.attrs.shape.map(String).join(",")}] folds the token axis into another, so its new shape cannot be derived; keep the token axis whole (reshape only the width) or move the reshape before the first merge`);
+          if (own === undefined) throw refuse(n, ctx, c, `this reshape to ${formatShape(n.attrs.shape, g.batch)} folds the token axis into another, so its new shape cannot be derived; keep the token axis whole (reshape only the width) or move the reshape before the first merge`);
           return ctx.add("reshape", inputs, { shape: withCount(n.attrs.shape, own.axis) });
         case "broadcast":
           return ctx.add("broadcast", inputs, { shape: own === undefined ? n.attrs.shape : withCount(n.attrs.shape, own.axis) });
