@@ -8,18 +8,20 @@
  * spec, bad graph, bad option), 1 internal error.
  */
 
-import { existsSync, mkdirSync, realpathSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { realpathSync } from "node:fs";
+import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { compileGraph, type Compiled } from "./compile.ts";
 import { emitOnnx } from "./lower/emit_onnx.ts";
 import { checkSpec } from "./check_spec.ts";
-import { CompileError, formatDiagnostic, formatError } from "./diagnostics.ts";
-import { isModelSpec, trace, type ModelSpec } from "./dsl/trace.ts";
+import { CompileError, formatDiagnostic, formatError, type SourceLoc } from "./diagnostics.ts";
+import { traceDefaults, type TraceOptions } from "./dsl/trace.ts";
+import { traceSpecFile } from "./trace_spec.ts";
 import { readGraph } from "./ir/parse.ts";
 import type { TurboOptions } from "./passes/insert_turbo.ts";
 import { formatReport } from "./report.ts";
+import { defaultOutputDir, statOrMissing, writeOutputs } from "./write_output.ts";
 
 const usage = `Usage: turbo-compile <spec.ts | graph.tir> [options]
 
@@ -35,6 +37,9 @@ Options:
   --out DIR        output directory (default: compiled/<model name>)
   --emit LIST      comma-separated outputs: ts (model.ts + model.mjs), ir (*.tir), plan (plan.json, plan.txt),
                    onnx (model.onnx, opset 17, for load(dir, { backend: "onnxruntime" })) (default: ts,ir,plan)
+  --max-nodes N    the most nodes (and parameters) tracing a spec may record (default ${traceDefaults.maxNodes})
+  --trace-timeout S
+                   the most seconds importing, and then tracing, a spec may take (default ${traceDefaults.timeoutMs / 1000})
   --turbo SETTINGS insert Turbo merges (spec/turbo.md), e.g. r=16,threshold=40,alpha=5,fusion=S1
                    r=N (every block) | r=N:N:…:N (one per block) | r=N,inflect=X (ToMe's schedule)
                    threshold=N  alpha=X  scale=X  fusion=S1|S2|S3|S4  beta=X  gamma=N
@@ -61,6 +66,8 @@ export interface CliOptions {
   out: string | undefined;
   emit: Set<EmitKind>;
   turbo: TurboOptions | undefined;
+  /** --max-nodes, --trace-timeout: the trace budget. */
+  budget: Required<TraceOptions>;
 }
 
 /** Parses `--turbo r=16,threshold=40,…` into pass options; every mistake names the key. */
@@ -172,6 +179,10 @@ function locateCompileError(argv: readonly string[], o: CliOptions, e: unknown):
     if (pos !== undefined) return new CompileError(e.message, undefined, commandLine(argv, ...pos));
   }
   if (e.context.length > 0) return e;
+  if (/^output folder "/.test(e.message) && o.out !== undefined) {
+    const pos = valuePosition(argv, "--out");
+    if (pos !== undefined) return new CompileError(e.message, undefined, commandLine(argv, ...pos));
+  }
   if (/has no model export/.test(e.message)) {
     const pos = o.model === undefined ? undefined : valuePosition(argv, "--model");
     return new CompileError(e.message, undefined, commandLine(argv, ...(pos ?? [argv.indexOf(o.spec), 0])));
@@ -189,11 +200,23 @@ export function parseCli(argv: readonly string[]): CliOptions | "help" {
   }
 }
 
+/** Options that take a value; `--batch -1` is joined into `--batch=-1` so the value reaches the check instead of reading as an option. */
+const valueOptions = ["--model", "--batch", "--out", "--emit", "--turbo", "--max-nodes", "--trace-timeout"];
+function joinNegativeValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (valueOptions.includes(argv[i]!) && next !== undefined && /^-\.?\d/.test(next)) out.push(`${argv[i]}=${argv[++i]}`);
+    else out.push(argv[i]!);
+  }
+  return out;
+}
+
 function parseArgv(argv: readonly string[]): CliOptions | "help" {
   let parsed;
   try {
     parsed = parseArgs({
-      args: [...argv],
+      args: joinNegativeValues(argv),
       allowPositionals: true,
       options: {
         model: { type: "string" },
@@ -201,6 +224,8 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
         out: { type: "string" },
         emit: { type: "string" },
         turbo: { type: "string" },
+        "max-nodes": { type: "string" },
+        "trace-timeout": { type: "string" },
         check: { type: "boolean" },
         "no-check": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -228,46 +253,25 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
     emit.add(kind as EmitKind);
   }
   const turbo = v.turbo === undefined ? undefined : parseTurbo(v.turbo);
-  if (!existsSync(spec)) throw locateArg(argv, new CompileError(`Cannot read ${ir ? "IR" : "spec"} file "${spec}"`), argv.indexOf(spec));
-  return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo };
-}
-
-/** Imports a spec file (TypeScript through tsx) and picks the model export. */
-export async function loadSpec(path: string, exportName: string | undefined): Promise<ModelSpec> {
-  const abs = resolve(path);
-  let mod: Record<string, unknown>;
-  try {
-    // Register tsx's loader globally (a no-op when already running under tsx)
-    // so the spec and this compiler share one copy of each module.
-    const { register } = await import("tsx/esm/api");
-    register();
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
-  } catch (e) {
-    if (e instanceof CompileError) throw e;
-    const msg = (e as Error).message ?? String(e);
-    if (/Cannot find module|ERR_MODULE_NOT_FOUND|ENOENT/.test(msg) && msg.includes(abs)) throw new CompileError(`Cannot read spec file "${path}"`);
-    throw new CompileError(`Spec file "${path}" failed to load: ${msg.split("\n")[0]}`, { file: abs, line: 1, col: 1 });
-  }
-  const name = exportName ?? "default";
-  const spec = mod[name];
-  if (!isModelSpec(spec)) {
-    const models = Object.entries(mod).filter(([, v]) => isModelSpec(v)).map(([k]) => k);
-    throw new CompileError(
-      `Spec file "${path}" has no model export "${name}"${models.length > 0 ? `; model exports: ${models.join(", ")}` : "; export a model(...) value"}`,
-    );
-  }
-  return spec;
+  const maxNodes = v["max-nodes"] === undefined ? traceDefaults.maxNodes : Number(v["max-nodes"]);
+  if (!Number.isSafeInteger(maxNodes) || maxNodes <= 0) throw new CompileError(`--max-nodes "${v["max-nodes"]}" must be a positive integer`);
+  const timeout = v["trace-timeout"] === undefined ? traceDefaults.timeoutMs / 1000 : Number(v["trace-timeout"]);
+  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 2_000_000) throw new CompileError(`--trace-timeout "${v["trace-timeout"]}" must be a positive number of seconds`);
+  if (v.out !== undefined && v.out.trim() === "") throw new CompileError(`--out "${v.out}" must name a folder`);
+  const kind = statOrMissing(spec);
+  if (kind === undefined) throw locateArg(argv, new CompileError(`Cannot read ${ir ? "IR" : "spec"} file "${spec}"`), argv.indexOf(spec));
+  if (!kind.isFile()) throw locateArg(argv, new CompileError(`${ir ? "IR" : "Spec"} file "${spec}" is ${kind.isDirectory() ? "a directory" : "not a regular file"}; give a .ts spec or a .tir graph`), argv.indexOf(spec));
+  const budget = { maxNodes, timeoutMs: timeout * 1000 };
+  return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo, budget };
 }
 
 function write(dir: string, c: Compiled, o: CliOptions): string[] {
-  mkdirSync(dir, { recursive: true });
   const files: [string, string | Uint8Array][] = [];
   if (o.emit.has("ts")) files.push(["model.ts", c.module.ts], ["model.mjs", c.module.js]);
   if (o.emit.has("ir")) files.push(["model.traced.tir", c.ir.traced], ["model.tir", c.ir.final]);
   if (o.emit.has("plan")) files.push(["plan.json", JSON.stringify(c.plan, null, 2) + "\n"], ["plan.txt", formatReport(c.plan, o.batch)]);
   if (o.emit.has("onnx")) files.push(["model.onnx", emitOnnx(c.program, c.plan, o.spec)]);
-  for (const [name, text] of files) writeFileSync(join(dir, name), text);
-  return files.map(([name]) => join(dir, name));
+  return writeOutputs(dir, files);
 }
 
 /** Where main() writes: the process's stdout and stderr unless a test passes its own. */
@@ -313,6 +317,7 @@ export async function main(argv: readonly string[], io: CliIo = stdio): Promise<
 async function run(o: CliOptions, io: CliIo): Promise<number> {
   const options = o.turbo === undefined ? { source: o.spec } : { source: o.spec, turbo: o.turbo };
   let compiled: Compiled;
+  let loc: SourceLoc | undefined;
   if (o.ir) {
     const graph = readGraph(o.spec);
     if (o.check) {
@@ -326,9 +331,11 @@ async function run(o: CliOptions, io: CliIo): Promise<number> {
       io.out(`${o.spec}: no type errors\n`);
       return 0;
     }
-    compiled = compileGraph(trace(await loadSpec(o.spec, o.model)), options);
+    const traced = await traceSpecFile(o.spec, o.model, o.budget);
+    loc = traced.loc;
+    compiled = compileGraph(traced.graph, options);
   }
-  const dir = o.out ?? join("compiled", compiled.graph.name);
+  const dir = o.out ?? defaultOutputDir(compiled.graph.name, loc);
   const files = write(dir, compiled, o);
   io.out(formatReport(compiled.plan, o.batch));
   io.out(`wrote ${files.join(", ")}\n`);

@@ -8,6 +8,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend, type BackendChoice, type BackendInfo } from "./backend.ts";
 import { dimValue, formatPlanShape, predictedPeakBytes, type Plan } from "../compiler/contract/plan.ts";
+import { planProblem } from "./check_plan.ts";
 import { registerSimdMatmul } from "./kernels/simd_matmul.ts";
 import { gelu } from "./kernels/gelu.ts";
 import { turboMerge } from "./kernels/turbo_merge.ts";
@@ -28,7 +29,10 @@ export interface CompiledModule {
 export const kernels = { turboMerge, gelu } as const;
 export type Kernels = typeof kernels;
 
-export class LoadError extends Error {}
+/** A problem with what the caller gave load() or run(): the compiled folder, the weights, an input. */
+export class LoadError extends Error {
+  override name = "LoadError";
+}
 
 export type WeightsSource =
   | { readonly random: number }
@@ -46,6 +50,11 @@ export interface LoadOptions {
   simdMatmul?: boolean;
   /** Replacements for runtime kernels the program calls (e.g. an instrumented turboMerge). */
   kernels?: Partial<Kernels>;
+  /**
+   * Accept weights holding NaN or ±Infinity. By default such a weight is a
+   * LoadError naming it: one of them turns every output into NaN.
+   */
+  allowNonFinite?: boolean;
 }
 
 export interface ModelInfo {
@@ -67,7 +76,43 @@ export interface Model {
 
 export function isCompiledModule(m: unknown): m is CompiledModule {
   const c = m as CompiledModule;
-  return typeof m === "object" && m !== null && typeof c.forward === "function" && c.plan?.format === "turbograph.plan/1";
+  return typeof m === "object" && m !== null && typeof c.forward === "function" && planProblem(c.plan) === undefined;
+}
+
+/** Why `m` is not a compiled module ("plan.inputs is missing, …"), undefined when it is one. */
+function moduleProblem(m: unknown): string | undefined {
+  if (typeof m !== "object" || m === null) return "it is not a module object";
+  const c = m as Partial<CompiledModule>;
+  if (c.plan === undefined && c.forward === undefined) return "it exports neither `plan` nor `forward`";
+  if (typeof c.forward !== "function") return "its `forward` export is not a function";
+  return planProblem(c.plan);
+}
+
+/** `{ shape: number[], data: Float32Array }` with as many values as the shape holds. */
+function weightTensorProblem(w: unknown): string | undefined {
+  if (w instanceof tf.Tensor) return w.isDisposed ? "is a disposed tf.Tensor" : undefined;
+  if (typeof w !== "object" || w === null) return `is ${w === null ? "null" : typeof w}, not a tf.Tensor or { shape, data }`;
+  const t = w as Partial<WeightTensor>;
+  if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return "has no valid `shape` (an array of counts)";
+  if (!(t.data instanceof Float32Array)) return "has no `data` Float32Array";
+  const size = t.shape.reduce((a, b) => a * b, 1);
+  if (t.data.length !== size) return `has ${t.data.length} values but its shape [${t.shape.join(",")}] holds ${size}`;
+  return undefined;
+}
+
+/** Counts NaN and ±Infinity in `data`; the index of the first. */
+function nonFinite(data: ArrayLike<number>): { nan: number; inf: number; first: number } {
+  let nan = 0;
+  let inf = 0;
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (v - v === 0) continue;
+    if (Number.isNaN(v)) nan++;
+    else inf++;
+    if (first < 0) first = i;
+  }
+  return { nan, inf, first };
 }
 
 function shapeText(shape: readonly number[]): string {
@@ -75,6 +120,11 @@ function shapeText(shape: readonly number[]): string {
 }
 
 export function resolveWeights(plan: Plan, source: WeightsSource): Map<string, WeightTensor | tf.Tensor> {
+  const kinds = "a Map of tensors, { safetensors: bytes, source? } or { random: seed }";
+  if (typeof source !== "object" || source === null) throw new LoadError(`weights: ${source === null ? "null" : typeof source} given; expected ${kinds}`);
+  if (source instanceof Map) return new Map(source);
+  if ("safetensors" in source && !(source.safetensors instanceof Uint8Array)) throw new LoadError(`weights: safetensors must be the file's bytes (a Uint8Array), not ${typeof source.safetensors === "object" ? "an object of another kind" : typeof source.safetensors}`);
+  if (!("random" in source) && !("safetensors" in source)) throw new LoadError(`weights: an object with neither \`random\` nor \`safetensors\` given; expected ${kinds}`);
   if ("random" in source) return randomWeights(plan.params.map((p) => ({ name: p.name, shape: p.shape as number[] })), source.random);
   if ("safetensors" in source) {
     const parsed = parseSafetensors(source.safetensors, source.source ?? "<weights>");
@@ -84,13 +134,18 @@ export function resolveWeights(plan: Plan, source: WeightsSource): Map<string, W
 }
 
 /** Checks weight names, shapes and dtypes against the plan; a mismatch is a LoadError listing each problem. */
-export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor | tf.Tensor>): void {
+export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string } = {}): void {
   const problems: string[] = [];
   const wanted = new Map(plan.params.map((p) => [p.name, p]));
   for (const p of plan.params) {
     const w = given.get(p.name);
     if (w === undefined) {
       problems.push(`missing weight "${p.name}" (expected shape ${formatPlanShape(p.shape)})`);
+      continue;
+    }
+    const kind = weightTensorProblem(w);
+    if (kind !== undefined) {
+      problems.push(`weight "${p.name}" ${kind}`);
       continue;
     }
     if (w instanceof tf.Tensor && w.dtype !== "float32") problems.push(`weight "${p.name}" has dtype ${w.dtype} but the plan expects float32`);
@@ -103,13 +158,24 @@ export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor
   if (problems.length > 0) {
     const shown = problems.slice(0, 12);
     if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
-    throw new LoadError(`Weights do not match the plan of "${plan.model}":\n  ${shown.join("\n  ")}`);
+    throw new LoadError(`Weights${options.source === undefined ? "" : ` from ${options.source}`} do not match the plan of "${plan.model}":\n  ${shown.join("\n  ")}`);
+  }
+  if (options.allowNonFinite === true) return;
+  for (const p of plan.params) {
+    const w = given.get(p.name)!;
+    const bad = nonFinite(w instanceof tf.Tensor ? w.dataSync() : w.data);
+    if (bad.first < 0) continue;
+    const counts = [bad.nan > 0 ? `${bad.nan} NaN` : "", bad.inf > 0 ? `${bad.inf} infinite` : ""].filter((x) => x !== "").join(" and ");
+    throw new LoadError(
+      `weight "${p.name}"${options.source === undefined ? "" : ` from ${options.source}`} holds ${counts} value${bad.nan + bad.inf === 1 ? "" : "s"} (the first at index ${bad.first}); ` +
+        "every output would be NaN. Pass allowNonFinite: true to load it anyway",
+    );
   }
 }
 
 /** Checks names, shapes and dtypes against the plan and uploads the weights. */
-function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>): Record<string, tf.Tensor> {
-  checkWeights(plan, given);
+function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string }): Record<string, tf.Tensor> {
+  checkWeights(plan, given, options);
   const out: Record<string, tf.Tensor> = {};
   for (const p of plan.params) {
     const w = given.get(p.name)!;
@@ -121,10 +187,14 @@ function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>): 
 /** Checks inputs against the plan; returns the batch size. */
 export function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tensor>>): number {
   let batch: number | undefined;
+  if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs) || inputs instanceof tf.Tensor) {
+    throw new LoadError(`run(): inputs must be an object of named tensors, { ${plan.inputs.map((i) => `${JSON.stringify(i.name)}: …`).join(", ")} }`);
+  }
   for (const spec of plan.inputs) {
     const t = inputs[spec.name];
     if (t === undefined) throw new LoadError(`run(): missing input "${spec.name}" of shape ${formatPlanShape(spec.shape, plan.batchName)}`);
     if (!(t instanceof tf.Tensor)) throw new LoadError(`run(): input "${spec.name}" is not a tf.Tensor`);
+    if (t.isDisposed) throw new LoadError(`run(): input "${spec.name}" was disposed before run() was called`);
     if (t.dtype !== "float32") throw new LoadError(`run(): input "${spec.name}" has dtype ${t.dtype} but float32 is expected`);
     const bad = () => new LoadError(`run(): input "${spec.name}" has shape ${shapeText(t.shape)} but the plan expects ${formatPlanShape(spec.shape, plan.batchName)}`);
     if (t.shape.length !== spec.shape.length) throw bad();
@@ -147,22 +217,31 @@ export function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tenso
 }
 
 /** Loads a compiled module (the imported module object) with weights on a backend. */
-export async function loadModule(compiled: unknown, options: LoadOptions): Promise<Model> {
-  if (!isCompiledModule(compiled)) throw new LoadError("The given module is not a turbograph compiled model (it lacks `plan` or `forward`)");
+export async function loadModule(compiled: unknown, options: LoadOptions, source = "The given module"): Promise<Model> {
+  const problem = moduleProblem(compiled);
+  if (problem !== undefined || !isCompiledModule(compiled)) throw new LoadError(`${source} is not a turbograph compiled model: ${problem ?? "it lacks `plan` or `forward`"}`);
+  if (typeof options !== "object" || options === null) throw new LoadError("load(): options { weights, backend? } must be given");
   const backend = await selectBackend(options.backend ?? "auto");
   const installed = backend.name === "wasm" && options.simdMatmul !== false && registerSimdMatmul() ? ["simd BatchMatMul"] : [];
   const plan = compiled.plan;
   const programKernels: Kernels = { ...kernels, ...options.kernels };
-  const weights = bindWeights(plan, resolveWeights(plan, options.weights));
+  const weightsSource = typeof options.weights === "object" && options.weights !== null && "safetensors" in options.weights ? options.weights.source : undefined;
+  const weights = bindWeights(plan, resolveWeights(plan, options.weights), { allowNonFinite: options.allowNonFinite, source: weightsSource });
   let disposed = false;
   return {
     info: { backend, kernels: installed, plan },
     run(inputs) {
       if (disposed) throw new LoadError("run(): the model was disposed");
       const batch = checkInputs(plan, inputs);
-      const out = compiled.forward(tf, weights, inputs, programKernels);
+      let out: Record<string, tf.Tensor>;
+      try {
+        out = compiled.forward(tf, weights, inputs, programKernels);
+      } catch (e) {
+        throw new LoadError(`run(): model "${plan.model}" failed at batch ${batch}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
       for (const o of plan.outputs) {
-        const t = out[o.name]!;
+        const t = out?.[o.name];
+        if (!(t instanceof tf.Tensor)) throw new LoadError(`run(): the module's forward() returned no tensor for output "${o.name}"; was model.mjs edited?`);
         const want = o.shape.map((d) => dimValue(d, batch));
         if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
           throw new Error(`internal: output "${o.name}" has shape ${shapeText(t.shape)} but the plan promised ${shapeText(want)}`);

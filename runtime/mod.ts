@@ -40,6 +40,7 @@ export interface OnnxLoadFromDiskOptions extends Omit<OnnxLoadOptions, "weights"
 export async function load(compiledDir: string, options: OnnxLoadFromDiskOptions): Promise<OnnxModel>;
 export async function load(compiledDir: string, options: LoadFromDiskOptions): Promise<Model>;
 export async function load(compiledDir: string, options: LoadFromDiskOptions | OnnxLoadFromDiskOptions): Promise<Model | OnnxModel> {
+  if (typeof options !== "object" || options === null) throw new LoadError("load(): options { weights, backend? } must be given");
   const weights = typeof options.weights === "string"
     ? { safetensors: await readBytes(options.weights), source: options.weights }
     : options.weights;
@@ -51,5 +52,5 @@ export async function load(compiledDir: string, options: LoadFromDiskOptions | O
     return loadOnnx(bytes, { ...(options as OnnxLoadFromDiskOptions), weights, source: path });
   }
   const module = await importCompiled(compiledDir);
-  return loadModule(module, { ...(options as LoadFromDiskOptions), weights });
+  return loadModule(module, { ...(options as LoadFromDiskOptions), weights }, `Compiled folder "${compiledDir}"`);
 }

@@ -8,9 +8,10 @@ import { CompileError } from "../diagnostics.ts";
 import { formatShape } from "../ir/types.ts";
 import { rearrange } from "./einops.ts";
 import { add, broadcast, concat, gelu } from "./primitives.ts";
-import { block, currentTrace, emit, here, param, Tensor } from "./trace.ts";
+import { block, currentTrace, describe, emit, here, param, Tensor } from "./trace.ts";
 
 function staticWidth(builder: string, x: Tensor): number {
+  if (!(x instanceof Tensor)) throw new CompileError(`${builder}: the input is ${describe(x)}, not a tensor`, here());
   const w = x.width;
   if (typeof w !== "number") throw new CompileError(`${builder}: the last axis of ${formatShape(x.shape)} must be static`, here());
   return w;

@@ -73,10 +73,35 @@ export function isModelSpec(value: unknown): value is ModelSpec {
 export class Trace {
   readonly builder: GraphBuilder;
   readonly scopes: string[] = [];
-  constructor(name: string, batch: string) {
+  readonly started = Date.now();
+  constructor(name: string, batch: string, readonly budget: Required<TraceOptions> = traceDefaults) {
     this.builder = new GraphBuilder(name, batch);
   }
+  /** Throws a located error once the graph or the time spent outgrows the trace budget. */
+  checkBudget(builder: string): void {
+    const nodes = this.builder.nodes.length + this.builder.params.size;
+    if (nodes >= this.budget.maxNodes) {
+      throw new CompileError(`${builder}: model "${this.builder.name}" grew past ${this.budget.maxNodes} nodes while tracing; a build that never stops adding layers? (raise the limit with --max-nodes / trace({ maxNodes }))`, here());
+    }
+    const ms = Date.now() - this.started;
+    if (ms > this.budget.timeoutMs) {
+      throw new CompileError(`${builder}: tracing model "${this.builder.name}" took over ${this.budget.timeoutMs / 1000} s; a build that never returns? (raise the limit with --trace-timeout / trace({ timeoutMs }))`, here());
+    }
+  }
 }
+
+/** The trace budget: no spec makes the compiler build forever. */
+export interface TraceOptions {
+  /** Most nodes plus parameters a trace may record (default 200,000). */
+  maxNodes?: number;
+  /** Most milliseconds a trace may run, checked at every builder call (default 60,000). */
+  timeoutMs?: number;
+}
+
+export const traceDefaults: Required<TraceOptions> = { maxNodes: 200_000, timeoutMs: 60_000 };
+
+/** The largest tensor dimension: tfjs holds sizes as 32-bit signed integers. */
+const maxDim = 2 ** 31 - 1;
 
 /** The running trace lives on globalThis so every copy of this module sees it. */
 const activeKey = Symbol.for("turbograph.activeTrace");
@@ -91,6 +116,14 @@ export function here(): SourceLoc | undefined {
   return callerLoc([libraryDir]);
 }
 
+/** How a non-tensor argument reads in an error: its type, and its value when short. */
+export function describe(v: unknown): string {
+  if (v === undefined || v === null) return String(v);
+  if (typeof v === "object") return Array.isArray(v) ? "an array" : "an object";
+  const text = typeof v === "string" ? JSON.stringify(v) : String(v);
+  return `the ${typeof v} ${text.length > 40 ? `${text.slice(0, 40)}…` : text}`;
+}
+
 /** The active trace; builders called outside `model()` get a located error. */
 export function currentTrace(builder: string): Trace {
   const active = getActive();
@@ -103,8 +136,10 @@ export function currentTrace(builder: string): Trace {
 /** Records one node in the active trace at the caller's location. */
 export function emit<K extends Op>(op: K, inputs: readonly (Tensor | string)[], attrs: OpAttrs[K], builder: string = op): Tensor {
   const t = currentTrace(builder);
-  const operands: Operand[] = inputs.map((i) => {
+  t.checkBudget(builder);
+  const operands: Operand[] = inputs.map((i, k) => {
     if (typeof i === "string") return i;
+    if (!(i instanceof Tensor)) throw new CompileError(`${builder}: argument ${k + 1} is ${describe(i)}, not a tensor`, here());
     if (i.trace !== t) throw new CompileError(`${builder}: a tensor from another model was used here`, here());
     return i.id;
   });
@@ -115,7 +150,11 @@ export function emit<K extends Op>(op: K, inputs: readonly (Tensor | string)[], 
 
 /** Declares a parameter of the active trace and returns its name (the operand). */
 export function param(name: string, shape: readonly number[], builder = "param"): string {
-  return currentTrace(builder).builder.param(name, shape, here());
+  const t = currentTrace(builder);
+  t.checkBudget(builder);
+  const big = shape.find((d) => d > maxDim);
+  if (big !== undefined) throw new CompileError(`${builder}: parameter "${name}" would have dim ${big}, larger than ${maxDim}, the largest a tensor dimension can be`, here());
+  return t.builder.param(name, shape, here());
 }
 
 /** Runs `fn` with nodes attributed to the block `name` (used by the plan's per-block report). */
@@ -133,6 +172,8 @@ export function block<T>(name: string, fn: () => T): T {
 export function input(name: string, shape: readonly (number | string)[]): Tensor {
   const t = currentTrace("input");
   const loc = here();
+  if (typeof name !== "string" || name === "") throw new CompileError(`input: the name must be a non-empty string, not ${describe(name)}`, loc);
+  if (!Array.isArray(shape)) throw new CompileError(`input "${name}": the shape must be an array of dims, not ${describe(shape)}`, loc);
   const batch = t.builder.batch;
   let batchCount = 0;
   const dims: Dim[] = shape.map((d) => {
@@ -143,7 +184,8 @@ export function input(name: string, shape: readonly (number | string)[]): Tensor
       batchCount++;
       return { batch: 1 };
     }
-    if (!Number.isInteger(d) || d <= 0) throw new CompileError(`input "${name}": dim ${d} must be a positive integer`, loc);
+    if (!Number.isInteger(d) || d <= 0) throw new CompileError(`input "${name}": dim ${typeof d === "number" ? d : describe(d)} must be a positive integer`, loc);
+    if (d > maxDim) throw new CompileError(`input "${name}": dim ${d} is larger than ${maxDim}, the largest a tensor dimension can be`, loc);
     return d;
   });
   if (batchCount > 1) throw new CompileError(`input "${name}": the batch dimension "${batch}" appears more than once`, loc);
@@ -170,9 +212,13 @@ function asSpecError(e: unknown, spec: ModelSpec): unknown {
 }
 
 /** Traces a model spec into a graph. Shape errors point at the spec's line. */
-export function trace(spec: ModelSpec): Graph {
+export function trace(spec: ModelSpec, options: TraceOptions = {}): Graph {
   if (getActive() !== undefined) throw new CompileError(`model "${spec.name}": trace() cannot be nested inside another model`, spec.loc);
-  const t = new Trace(spec.name, spec.batch);
+  const budget = { ...traceDefaults, ...options };
+  for (const [k, v] of Object.entries(budget)) {
+    if (!(typeof v === "number" && v > 0)) throw new CompileError(`trace(): ${k} must be a positive number, not ${String(v)}`, spec.loc);
+  }
+  const t = new Trace(spec.name, spec.batch, budget);
   setActive(t);
   let outputs: Record<string, Tensor>;
   try {

@@ -183,6 +183,23 @@ function unknownOp(name: Tok): never {
   return fail(`Unknown op "${name.image}"${close.length > 0 ? `; did you mean "${close[0]}"?` : ""}`, name);
 }
 
+/** The largest dimension (or batch factor): tfjs holds sizes as 32-bit signed integers. */
+const maxDim = 2 ** 31 - 1;
+
+/** The deepest `[` nesting the text may have; the parser recurses once per level. */
+const maxNesting = 64;
+
+/** Fails at the first `[` that opens level `maxNesting + 1`, before the recursive parser sees it. */
+function checkNesting(tokens: readonly IToken[]): void {
+  let depth = 0;
+  for (const t of tokens) {
+    if (t.image === "[") {
+      depth++;
+      if (depth > maxNesting) fail(`Lists nest deeper than ${maxNesting} levels`, t.startOffset);
+    } else if (t.image === "]") depth = Math.max(0, depth - 1);
+  }
+}
+
 class GraphReader {
   readonly b: GraphBuilder;
   /** Source line (1-based) of each node and parameter, for context lines. */
@@ -219,6 +236,7 @@ class GraphReader {
     if (d.kind === "number") {
       const v = Number(d.tok.image);
       if (!Number.isInteger(v) || v <= 0) fail(`Dimension ${d.tok.image} must be a positive integer`, d.tok);
+      if (v > maxDim) fail(`Dimension ${d.tok.image} is larger than ${maxDim}, the largest a tensor dimension can be`, d.tok);
       return v;
     }
     if (d.name.image !== this.b.batch) {
@@ -227,6 +245,7 @@ class GraphReader {
     if (d.factor === undefined) return { batch: 1 };
     const k = Number(d.factor.image);
     if (!Number.isInteger(k) || k <= 0) fail(`Batch factor ${d.factor.image} must be a positive integer`, d.factor);
+    if (k > maxDim) fail(`Batch factor ${d.factor.image} is larger than ${maxDim}, the largest a tensor dimension can be`, d.factor);
     return { batch: k };
   }
 
@@ -353,13 +372,16 @@ class GraphReader {
  * Parses the IR text form. `file` names the text in locations (a path, or a
  * label like "<input>"); errors are `CompileError`s at `file:line:col`.
  */
-export function parseGraph(text: string, file = "<input>"): Graph {
+export function parseGraph(source: string, file = "<input>"): Graph {
+  // A UTF-8 byte order mark (editors on Windows write one) is not part of the text.
+  const text = source.startsWith("\uFEFF") ? source.slice(1) : source;
   rememberSource(file, text);
   const src = new SourceText(file, text);
   try {
     const lexed = tirLexer.tokenize(text);
     const lexError = lexerProblem(lexed.errors, text);
     if (lexError !== undefined) throw lexError;
+    checkNesting(lexed.tokens);
     tirParser.input = lexed.tokens;
     const cst = tirParser.file();
     const parseError = parserProblem(tirParser.errors, text.length);
