@@ -43,7 +43,7 @@ Options:
   --turbo SETTINGS insert Turbo merges (spec/turbo.md), e.g. r=16,threshold=40,alpha=5,fusion=S1
                    r=N (every block) | r=N:N:…:N (one per block) | r=N,inflect=X (ToMe's schedule)
                    threshold=N  alpha=X  scale=X  fusion=S1|S2|S3|S4  beta=X  gamma=N
-                   metric=keys|queries  skip=I:J  cls=true|false  distill=true|false
+                   metric=keys|queries  skip=I:J  cls=true|false  distill=true|false  protect=N
                    sizes=true (outputs size.<block>)  sources=true (output sources)
   -h, --help       show this help
 `;
@@ -97,7 +97,7 @@ export function parseTurbo(text: string): TurboOptions {
     if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`--turbo ${key}: "${x}" is not an integer`);
     return n;
   });
-  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "sizes", "sources"];
+  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "sizes", "sources"];
   for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`--turbo: unknown setting "${key}"; known: ${known.join(", ")}`);
   const rList = list("r");
   if (rList === undefined) throw new CompileError("--turbo needs r=N (tokens merged per block)");
@@ -123,6 +123,7 @@ export function parseTurbo(text: string): TurboOptions {
   set("skip", list("skip"));
   set("cls", bool("cls"));
   set("distill", bool("distill"));
+  set("protect", num("protect", true));
   set("reportSizes", bool("sizes"));
   set("trackSources", bool("sources"));
   return o;

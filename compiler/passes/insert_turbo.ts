@@ -135,7 +135,9 @@ function protection(g: Graph, site: MergeSite, streams: readonly (StreamAxis | u
   if (cls) protect = Math.max(protect, 1);
   if (o.distill === true) protect = Math.max(protect, 2);
   if (o.alpha !== 0 && !cls) {
-    const found = front === 0
+    const found = o.cls === false
+      ? "the option cls=false says position 0 is not one"
+      : front === 0
       ? "no token is concatenated from a parameter at the front of the token stream"
       : `the ${front} parameter tokens at the front of the stream are protected, but position 0 is not a lone token and the model never reads it out as a class token`;
     throw bad("alpha", `model "${g.name}" has no class token to take the semantic value from (${found}); choose alpha=0 (plain ToMe: merge by redundancy alone), or cls=true to name position 0 as the class token whose attention row is the semantic value`);
@@ -206,9 +208,12 @@ export function insertTurbo(g: Graph, options: TurboOptions): Graph {
         case "slice": {
           const rank = g.nodes[n.inputs[0] as number]!.type.shape.length;
           const axis = n.attrs.axis < 0 ? n.attrs.axis + rank : n.attrs.axis;
-          if (axis !== c.axis || n.attrs.end <= protect) return ctx.add("slice", inputs, n.attrs);
-          if (n.attrs.end === c.before && n.attrs.start <= protect) return ctx.add("slice", inputs, { ...n.attrs, end: c.after });
-          throw refuse(n, ctx, c, `the slice [${n.attrs.start}, ${n.attrs.end}) of the token axis picks tokens by position, and after merging only the ${protect} protected leading position${protect === 1 ? "" : "s"} and the whole tail keep their meaning`);
+          // The tail x[:, s:N] follows the count; positions below the new count
+          // stay (only the protected leading ones keep their tokens, spec/turbo.md).
+          if (axis !== c.axis) return ctx.add("slice", inputs, n.attrs);
+          if (n.attrs.end === c.before && n.attrs.start < c.after) return ctx.add("slice", inputs, { ...n.attrs, end: c.after });
+          if (n.attrs.end <= c.after) return ctx.add("slice", inputs, n.attrs);
+          throw refuse(n, ctx, c, `the slice [${n.attrs.start}, ${n.attrs.end}) of the token axis reaches past the ${c.after} merged tokens and is not the tail [s, ${c.before}), so its new range cannot be derived; slice within the first ${c.after} tokens or to the end`);
         }
         case "add":
         case "mul": {

@@ -102,6 +102,8 @@ test("`skip` and the ToMe schedule reach the plan", () => {
 test("`parseTurbo()` reads the CLI form and names a bad key", () => {
   assert.equal(parseTurbo("r=16,threshold=40,alpha=5,fusion=S1"), { r: 16, threshold: 40, alpha: 5, fusion: "S1" });
   assert.equal(parseTurbo("r=4:4:8"), { r: [4, 4, 8] });
+  assert.equal(parseTurbo("r=4,protect=5,cls=true"), { r: 4, cls: true, protect: 5 });
+  assert.throws(() => parseTurbo("r=4,protect=1.5"), /--turbo protect="1\.5" must be an integer/);
   assert.equal(parseTurbo("r=8,inflect=0.5,metric=queries,skip=0:3,sizes=true"), { r: { r: 8, inflect: 0.5 }, metric: "queries", skip: [0, 3], reportSizes: true });
   assert.throws(() => parseTurbo("threshold=4"), /needs r=N/);
   assert.throws(() => parseTurbo("r=4,alpha=x"), /--turbo alpha="x" must be a number/);

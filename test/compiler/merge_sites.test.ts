@@ -120,15 +120,17 @@ test("after a merge, a reshape folding the token axis is refused; one keeping it
   assert.ok(ok.graph.nodes.some((n) => n.op === "reshape" && n.type.shape[1] === 7 && n.type.shape.length === 4));
 });
 
-test("after a merge, a slice ending inside the merged tokens is refused; the tail slice is re-typed", () => {
-  const e = refusal((x) => slice(x, { axis: 1, start: 0, end: 4 }));
-  assert.match(e.message, /insertTurbo: slice traced with 9 tokens, .* the slice \[0, 4\) of the token axis picks tokens by position/);
+test("after a merge, a slice reaching past the merged tokens is refused; the tail slice is re-typed, a front slice kept", () => {
+  const e = refusal((x) => slice(x, { axis: 1, start: 0, end: 8 }));
+  assert.match(e.message, /insertTurbo: slice traced with 9 tokens, but after the merge in b0 the token stream has 7: the slice \[0, 8\) of the token axis reaches past the 7 merged tokens/);
+  assert.match(e.loc?.file ?? "", /merge_sites\.test\.ts$/);
   const ok = compile(model("tail", () => {
     let x = input("x", ["B", 9, 8]);
     x = block("b0", () => add(x, attention(layerNorm(x, { name: "ln" }), { heads: 2, name: "attn" })));
-    return { y: mean(slice(x, { axis: 1, start: 0, end: 9 }), [1]) };
+    return { y: add(mean(slice(x, { axis: 1, start: 2, end: 9 }), [1]), mean(slice(x, { axis: 1, start: 0, end: 4 }), [1])) };
   }), { verify: true, turbo: { r: 2, alpha: 0 } });
-  assert.ok(ok.graph.nodes.some((n) => n.op === "slice" && n.attrs.end === 7));
+  const slices = ok.graph.nodes.filter((n) => n.op === "slice").map((n) => (n.op === "slice" ? [n.attrs.start, n.attrs.end] : []));
+  assert.equal(slices, [[2, 7], [0, 4]]);
 });
 
 test("a model with no class token and α ≠ 0 is refused naming the choices; α = 0 or cls=true compile", () => {
@@ -146,10 +148,10 @@ test("protected tokens come from the graph: 1 (class), 2 (class + distillation),
   assert.equal(of("registers"), [5, 5]);
   assert.equal(of("meanpool"), [0, 0]);
   assert.equal(of("layerscale", { protect: 3 }), [3, 3]);
-  // Fewer protected tokens than the head reads by position: the tail slice past the registers is refused.
-  assert.throws(() => of("registers", { protect: 1 }), /slice \[5, 21\) of the token axis picks tokens by position, and after merging only the 1 protected leading position/);
+  assert.equal(of("registers", { protect: 1 }), [1, 1], "the registers may then merge; the head's tail slice follows the count");
   assert.equal(of("twostream", { cls: false, alpha: 0 }), [0, 0]);
-  assert.throws(() => of("layerscale", { cls: false, alpha: 0 }), /the slice \[0, 1\) of the token axis picks tokens by position/, "cls=false, yet the head reads position 0");
+  assert.equal(of("layerscale", { cls: false, alpha: 0 }), [0, 0]);
+  assert.throws(() => of("layerscale", { cls: false }), /option alpha: .*\(the option cls=false says position 0 is not one\)/);
   assert.equal(of("meanpool", { cls: true, alpha: 5 }), [1, 1]);
 });
 
