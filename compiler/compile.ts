@@ -1,7 +1,7 @@
 /**
  * The compile pipeline, one flat list of named steps:
  *
- *   trace ─▶ infer_shapes ─▶ dce ─▶ insert_turbo ─▶ decompose_attention ─▶ canonicalize ─▶ cse ─▶ dce
+ *   trace ─▶ infer_shapes ─▶ dce ─▶ raise_attention ─▶ insert_turbo ─▶ decompose_attention ─▶ canonicalize ─▶ cse ─▶ dce
  *         ─▶ cost ─▶ lower ─▶ plan_memory ─▶ emit_ts
  *
  * Every graph pass is a pure `(graph) → graph` function; with `verify: true`
@@ -24,6 +24,7 @@ import { decomposeAttention } from "./passes/decompose_attention.ts";
 import { inferShapes } from "./passes/infer_shapes.ts";
 import { insertTurbo, type TurboOptions } from "./passes/insert_turbo.ts";
 import { planMemory } from "./passes/plan_memory.ts";
+import { raiseAttentionWithNotes } from "./passes/raise_attention.ts";
 
 export interface CompileOptions {
   /** Verify IR invariants after every pass (slower; on in tests). */
@@ -32,6 +33,8 @@ export interface CompileOptions {
   source?: string;
   /** Insert Turbo merges (spec/turbo.md); omitted or r = 0 everywhere: no merging. */
   turbo?: TurboOptions;
+  /** Raise attention written from primitives to the `attention` op (default true; false compiles it as written). */
+  raiseAttention?: boolean;
 }
 
 export interface Compiled {
@@ -48,10 +51,15 @@ export interface Compiled {
 
 type Pass = readonly [name: string, run: (g: Graph) => Graph];
 
-/** The graph passes, in order, for the given options. */
-export const pipeline = (options: CompileOptions = {}): readonly Pass[] => [
+/** The graph passes, in order, for the given options; `notes` collects what raise_attention found. */
+export const pipeline = (options: CompileOptions = {}, notes: string[] = []): readonly Pass[] => [
   ["infer_shapes", (g) => inferShapes(g)],
   ["dce", dce],
+  ...(options.raiseAttention === false ? [] : [["raise_attention", (g: Graph) => {
+    const r = raiseAttentionWithNotes(g);
+    notes.push(...r.notes);
+    return r.graph;
+  }] as const]),
   ...(options.turbo === undefined ? [] : [["insert_turbo", (g: Graph) => insertTurbo(g, options.turbo!)] as const]),
   ["decompose_attention", decomposeAttention],
   ["canonicalize", canonicalize],
@@ -73,9 +81,10 @@ const planShape = (s: Shape): PlanDim[] => s.map((d) => (typeof d === "number" ?
 /** Compiles a traced graph: passes, cost, lowering, memory plan, module text. */
 export function compileGraph(traced: Graph, options: CompileOptions = {}): Compiled {
   if (options.verify) verify(traced, "trace");
-  const graph = runPasses(traced, pipeline(options), options);
+  const notes: string[] = [];
+  const graph = runPasses(traced, pipeline(options, notes), options);
   const costs = cost(graph);
-  const baseline = options.turbo === undefined ? costs : cost(runPasses(traced, pipeline({}), {}));
+  const baseline = options.turbo === undefined ? costs : cost(runPasses(traced, pipeline({ ...options, turbo: undefined }), {}));
   const { program, memory } = planMemory(lower(graph));
   let weightBytes = 0;
   for (const p of graph.params.values()) weightBytes += 4 * p.shape.reduce((a, b) => a * b, 1);
@@ -95,6 +104,7 @@ export function compileGraph(traced: Graph, options: CompileOptions = {}): Compi
     },
     memory: { weightBytes, liveBytes: memory.liveBytes },
     kernels: program.steps.length,
+    ...(notes.length === 0 ? {} : { explain: notes }),
   };
   const module = emitTs(program, plan, options.source ?? "<memory>");
   return { traced, graph, program, plan, ir: { traced: printGraph(traced), final: printGraph(graph) }, module };

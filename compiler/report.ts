@@ -1,6 +1,8 @@
 /**
  * The plan report `turbo-compile` prints and writes: per block tokens and
- * FLOPs, totals, and the predicted memory for one batch size.
+ * FLOPs, totals, and the predicted memory for one batch size; with
+ * `explain`, the compiler's notes (plan.explain) on attention it raised or
+ * left as written, else a hint when some attention was left as written.
  */
 
 import { linearAt, predictedPeakBytes, type Plan } from "./contract/plan.ts";
@@ -8,7 +10,19 @@ import { linearAt, predictedPeakBytes, type Plan } from "./contract/plan.ts";
 const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
 const gflops = (f: number) => (f / 1e9).toFixed(3);
 
-export function formatReport(plan: Plan, batch: number): string {
+export interface ReportOptions {
+  /** List every note of plan.explain (turbo-compile --explain). */
+  explain?: boolean;
+}
+
+function explainLines(plan: Plan, o: ReportOptions): string[] {
+  const notes = plan.explain ?? [];
+  if (o.explain === true) return notes.length === 0 ? ["explain: no attention written from primitives found"] : ["explain:", ...notes.map((n) => `  ${n}`)];
+  const missed = notes.filter((n) => n.includes(": no merge — ")).length;
+  return missed === 0 ? [] : [`${missed} attention-like block${missed === 1 ? " was" : "s were"} left as written; --explain says why`];
+}
+
+export function formatReport(plan: Plan, batch: number, o: ReportOptions = {}): string {
   const rows = plan.blocks.map((b) => [b.name, b.tokensIn ?? "-", b.merged, b.tokensOut ?? "-", gflops(linearAt(b.flops, 1))]);
   const header = ["block", "tokens in", "r", "tokens out", "GFLOP/sample"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
@@ -24,6 +38,7 @@ export function formatReport(plan: Plan, batch: number): string {
       ? []
       : [`Turbo: ${JSON.stringify(plan.turbo.options)}; without merging ${gflops(linearAt(plan.turbo.baselineFlops, 1))} GFLOP per sample, FLOPs ratio ${plan.turbo.flopsRatio.toFixed(3)}×`]),
     `predicted peak activation memory at batch ${batch}: ${mb(predictedPeakBytes(plan, batch))} (weights ${mb(plan.memory.weightBytes)} not included)`,
+    ...explainLines(plan, o),
     "",
   ].join("\n");
 }

@@ -49,6 +49,12 @@ export interface Plan {
     readonly liveBytes: readonly PlanLinear[];
   };
   readonly kernels: number;
+  /**
+   * What the compiler found and did not do, one line each (absent when there
+   * is nothing to say): attention written from primitives that was raised,
+   * or left as written and why (`block layer.3: no merge — softmax is over the query axis`).
+   */
+  readonly explain?: readonly string[];
   /** Turbo's settings and the FLOPs of the same model without merging; null when compiled without. */
   readonly turbo: {
     readonly options: unknown;

@@ -4,12 +4,13 @@
  * attribute values; this table only says which keys an op takes and what
  * kind of value each must be. An op without an entry takes any attributes
  * its shape rule accepts, so a new op parses before it has an entry here.
+ * A key whose kind is `{ optional: kind }` may be left out.
  */
 
 import type { Op, OpAttrs } from "./ops.ts";
 import type { Dim } from "./types.ts";
 
-export type AttrKind = "int" | "number" | "bool" | "string" | "ints" | "shape" | { readonly oneOf: readonly string[] };
+export type AttrKind = "int" | "number" | "bool" | "string" | "ints" | "shape" | { readonly oneOf: readonly string[] } | { readonly optional: AttrKind };
 
 type Schema<K extends Op> = { readonly [A in keyof OpAttrs[K]]-?: AttrKind };
 
@@ -26,7 +27,7 @@ export const attrSchemas: { readonly [K in Op]?: Schema<K> } = {
   softmax: {},
   linear: {},
   matmul: {},
-  attention: { heads: "int" },
+  attention: { heads: "int", bias: { optional: "bool" } },
   cls_attention: { heads: "int" },
   turbo_merge: {
     r: "int",
@@ -61,6 +62,7 @@ const isDim = (v: unknown): v is Dim =>
   (typeof v === "object" && v !== null && Number.isInteger((v as { batch?: unknown }).batch));
 
 function fits(kind: AttrKind, v: unknown): boolean {
+  if (typeof kind === "object" && "optional" in kind) return fits(kind.optional, v);
   switch (kind) {
     case "int":
       return Number.isInteger(v);
@@ -75,11 +77,12 @@ function fits(kind: AttrKind, v: unknown): boolean {
     case "shape":
       return Array.isArray(v) && v.every(isDim);
     default:
-      return typeof v === "string" && kind.oneOf.includes(v);
+      return typeof v === "string" && "oneOf" in kind && kind.oneOf.includes(v);
   }
 }
 
 export function describeKind(kind: AttrKind): string {
+  if (typeof kind === "object" && "optional" in kind) return describeKind(kind.optional);
   if (typeof kind === "object") return `one of ${kind.oneOf.map((s) => JSON.stringify(s)).join(", ")}`;
   return { int: "an integer", number: "a finite number", bool: "true or false", string: "a string", ints: "a list of integers", shape: "a shape" }[kind];
 }
@@ -103,7 +106,8 @@ export function checkAttrs(op: Op, attrs: Readonly<Record<string, unknown>>): At
     }
     if (!fits(kind, value)) return { key, message: `${op}: attribute ${key} must be ${describeKind(kind)}` };
   }
-  const missing = expected.filter((k) => !(k in attrs));
+  const optional = (k: string) => typeof schema[k] === "object" && "optional" in (schema[k] as object);
+  const missing = expected.filter((k) => !optional(k) && !(k in attrs));
   if (missing.length > 0) return { key: undefined, message: `${op}: missing attribute${missing.length > 1 ? "s" : ""} ${missing.join(", ")}` };
   return undefined;
 }

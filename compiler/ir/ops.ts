@@ -24,7 +24,7 @@ export const opDocs = {
   linear: "x·W + b over the last axis; W is [in, out], b optional",
   matmul: "a·b over the last two axes, batched over the leading ones; no transposed operands",
   attention:
-    "multi-head scaled dot-product attention of projected q [B,N,D], k and v [B,M,D]; optional size [B,M,1] adds log(size) to the logits",
+    "multi-head scaled dot-product attention of projected q [B,N,D], k and v [B,M,D]; with bias=true an additive bias broadcasting to [B,h,N,M] follows v; optional size [B,M,1] (last) adds log(size) to the logits",
   cls_attention:
     "the class token's attention row over the keys of q [B,N,D], k [B,M,D] (softmax after the optional log(size) bias), averaged over heads → [B,M]",
   // ── Turbo (spec/turbo.md)
@@ -82,7 +82,8 @@ export interface OpAttrs {
   softmax: Record<string, never>;
   linear: Record<string, never>;
   matmul: Record<string, never>;
-  attention: { readonly heads: number };
+  /** `bias`: operand 3 is an additive bias on the logits (present only when true). */
+  attention: { readonly heads: number; readonly bias?: boolean };
   cls_attention: { readonly heads: number };
   turbo_merge: TurboMergeAttrs;
   merged_size: Record<string, never>;
@@ -111,7 +112,7 @@ export const arity: { readonly [K in Op]: readonly [number, number] } = {
   softmax: [1, 1],
   linear: [2, 3],
   matmul: [2, 2],
-  attention: [3, 4],
+  attention: [3, 5],
   cls_attention: [2, 3],
   turbo_merge: [3, 5],
   merged_size: [1, 1],

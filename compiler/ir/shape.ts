@@ -96,7 +96,11 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     return [...a.shape.slice(0, -1), b.shape[r - 1]!];
   },
   attention: (ts, a, batch) => {
-    const [q, k, v, size] = ts as [TensorType, TensorType, TensorType, TensorType | undefined];
+    const [q, k, v] = ts as [TensorType, TensorType, TensorType];
+    const bias = a.bias === true ? ts[3] : undefined;
+    if (a.bias === true && bias === undefined) throw new ShapeError("bias=true needs a bias operand after v");
+    if (ts.length > (a.bias === true ? 5 : 4)) throw new ShapeError(`${ts.length} operands need bias=true (q, k, v, bias, size)`);
+    const size = ts[a.bias === true ? 4 : 3];
     for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) {
       if (t.shape.length !== 3) throw new ShapeError(`${name} must be [batch, tokens, width] but has shape ${fmt(t.shape, batch)}`);
     }
@@ -110,6 +114,13 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     if (!Number.isInteger(a.heads) || a.heads <= 0) throw new ShapeError(`heads ${a.heads} must be a positive integer`);
     if (typeof width !== "number" || width % a.heads !== 0) {
       throw new ShapeError(`heads ${a.heads} does not divide width ${fmt([width], batch).slice(1, -1)}`);
+    }
+    if (bias !== undefined) {
+      const logits: Shape = [q.shape[0]!, a.heads, q.shape[1]!, k.shape[1]!];
+      const s = bias.shape;
+      if (s.length > 4 || s.some((d, i) => d !== 1 && !dimEq(d, logits[4 - s.length + i]!))) {
+        throw new ShapeError(`bias has shape ${fmt(s, batch)} but must broadcast to the logits ${fmt(logits, batch)}`);
+      }
     }
     if (size !== undefined) {
       const want: Shape = [k.shape[0]!, k.shape[1]!, 1];

@@ -4,7 +4,7 @@
  * each attention became
  *
  *   q·(1/√d) → heads [B·h, N, d];  k → [B·h, d, M];  v → [B·h, M, d]
- *   logits = q·kᵀ  (+ log(size) along the key axis when a size operand is given)
+ *   logits = q·kᵀ  (+ the bias when bias=true, + log(size) along the key axis when a size operand is given)
  *   o = softmax(logits)·v → [B, N, D]
  *
  * with kᵀ produced by an explicit transpose, so no matmul has a transposed
@@ -36,26 +36,32 @@ function split(ctx: RewriteContext, x: Operand, hs: Heads, tokens: Dim, perm: nu
   return ctx.add("reshape", [ctx.add("transpose", [parts], { perm })], { shape: [hs.bh, ...last] });
 }
 
-/** Softmax of logits [B·h, N, M], with log(size) of the keys added first when given. */
-function probabilities(ctx: RewriteContext, logits: number, size: Operand | undefined, hs: Heads, n: Dim, m: Dim): number {
-  if (size === undefined) return ctx.add("softmax", [logits], {});
-  const bias = ctx.add("reshape", [ctx.add("log", [size], {})], { shape: [hs.b, 1, 1, m] });
-  const perHead = ctx.add("reshape", [logits], { shape: [hs.b, hs.h, n, m] });
-  const biased = ctx.add("reshape", [ctx.add("add", [perHead, bias], {})], { shape: [hs.bh, n, m] });
-  return ctx.add("softmax", [biased], {});
+/**
+ * Softmax of logits [B·h, N, M], with the additive bias (broadcasting to
+ * [B, h, N, M]) and then log(size) of the keys added first when given.
+ */
+function probabilities(ctx: RewriteContext, logits: number, size: Operand | undefined, hs: Heads, n: Dim, m: Dim, bias?: Operand): number {
+  if (size === undefined && bias === undefined) return ctx.add("softmax", [logits], {});
+  const sizeBias = size === undefined ? undefined : ctx.add("reshape", [ctx.add("log", [size], {})], { shape: [hs.b, 1, 1, m] });
+  let perHead = ctx.add("reshape", [logits], { shape: [hs.b, hs.h, n, m] });
+  if (bias !== undefined) perHead = ctx.add("add", [perHead, bias], {});
+  if (sizeBias !== undefined) perHead = ctx.add("add", [perHead, sizeBias], {});
+  return ctx.add("softmax", [ctx.add("reshape", [perHead], { shape: [hs.bh, n, m] })], {});
 }
 
 export function decomposeAttention(g: Graph): Graph {
   return rewrite(g, (node, ctx) => {
     if (node.op === "attention") {
-      const [q0, k0, v0, size] = node.inputs.map(ctx.map) as [Operand, Operand, Operand, Operand | undefined];
+      const [q0, k0, v0, ...rest] = node.inputs.map(ctx.map) as [Operand, Operand, Operand, ...Operand[]];
+      const bias = node.attrs.bias === true ? rest[0] : undefined;
+      const size = rest[node.attrs.bias === true ? 1 : 0];
       const hs = headsOf(ctx, q0, node.attrs.heads);
       const n = ctx.b.type(q0).shape[1]!;
       const m = ctx.b.type(k0).shape[1]!;
       const q = split(ctx, ctx.add("scale", [q0], { value: 1 / Math.sqrt(hs.d) }), hs, n, [0, 2, 1, 3], [n, hs.d]);
       const kT = split(ctx, k0, hs, m, [0, 2, 3, 1], [hs.d, m]);
       const v = split(ctx, v0, hs, m, [0, 2, 1, 3], [m, hs.d]);
-      const p = probabilities(ctx, ctx.add("matmul", [q, kT], {}), size, hs, n, m);
+      const p = probabilities(ctx, ctx.add("matmul", [q, kT], {}), size, hs, n, m, bias);
       const o = ctx.add("reshape", [ctx.add("matmul", [p, v], {})], { shape: [hs.b, hs.h, n, hs.d] });
       return ctx.add("reshape", [ctx.add("transpose", [o], { perm: [0, 2, 1, 3] })], { shape: [hs.b, n, hs.width] });
     }
