@@ -10,6 +10,13 @@ import { rearrange } from "./einops.ts";
 import { add, broadcast, concat, gelu } from "./primitives.ts";
 import { block, currentTrace, describe, emit, here, param, Tensor } from "./trace.ts";
 
+/** The options object every layer builder takes, with its parameter-prefix name: present, an object, a non-empty string name. */
+function checkOptions(builder: string, o: unknown): void {
+  if (typeof o !== "object" || o === null) throw new CompileError(`${builder}: the options are ${describe(o)}; pass { name: "…", … }`, here());
+  const name = (o as { name?: unknown }).name;
+  if (typeof name !== "string" || name === "") throw new CompileError(`${builder}: options.name must be a non-empty string (the parameters' prefix), not ${describe(name)}`, here());
+}
+
 function staticWidth(builder: string, x: Tensor): number {
   if (!(x instanceof Tensor)) throw new CompileError(`${builder}: the input is ${describe(x)}, not a tensor`, here());
   const w = x.width;
@@ -25,6 +32,7 @@ export interface LinearOptions {
 
 /** x·W + b over the last axis. */
 export function linear(x: Tensor, out: number, o: LinearOptions): Tensor {
+  checkOptions("linear", o);
   const width = staticWidth("linear", x);
   if (!Number.isInteger(out) || out <= 0) throw new CompileError(`linear "${o.name}": output width ${out} must be a positive integer`, here());
   const known = currentTrace("linear").builder.params.get(`${o.name}.weight`);
@@ -48,6 +56,7 @@ export interface LayerNormOptions {
 }
 
 export function layerNorm(x: Tensor, o: LayerNormOptions): Tensor {
+  checkOptions("layerNorm", o);
   const width = staticWidth("layerNorm", x);
   const w = param(`${o.name}.weight`, [width], "layerNorm");
   const b = param(`${o.name}.bias`, [width], "layerNorm");
@@ -66,6 +75,7 @@ export interface AttentionOptions {
  * (kept whole until the Turbo pass has run) and the output projection.
  */
 export function attention(x: Tensor, o: AttentionOptions): Tensor {
+  checkOptions("attention", o);
   const width = staticWidth("attention", x);
   if (!Number.isInteger(o.heads) || o.heads <= 0 || width % o.heads !== 0) {
     throw new CompileError(`attention "${o.name}": heads ${o.heads} does not divide width ${width}`, here());
@@ -85,6 +95,7 @@ export interface MlpOptions {
 
 /** fc2(gelu(fc1(x))). */
 export function mlp(x: Tensor, o: MlpOptions): Tensor {
+  checkOptions("mlp", o);
   const width = staticWidth("mlp", x);
   return linear(gelu(linear(x, o.hidden, { name: `${o.name}.fc1` })), width, { name: `${o.name}.fc2` });
 }
@@ -98,6 +109,7 @@ export interface EncoderBlockOptions {
 
 /** Pre-norm transformer encoder block: x + attn(ln1(x)); x + mlp(ln2(x)). */
 export function encoderBlock(x: Tensor, o: EncoderBlockOptions): Tensor {
+  checkOptions("encoderBlock", o);
   const width = staticWidth("encoderBlock", x);
   const hidden = width * (o.mlpRatio ?? 4);
   if (!Number.isInteger(hidden)) throw new CompileError(`encoderBlock "${o.name}": mlpRatio ${o.mlpRatio} gives a fractional hidden width`, here());
@@ -122,6 +134,7 @@ export interface PatchEmbedOptions {
  * matmul), an optional class token, and a learned position embedding.
  */
 export function patchEmbed(pixels: Tensor, o: PatchEmbedOptions): Tensor {
+  checkOptions("patchEmbed", o);
   const [, c, h, w] = pixels.shape;
   if (pixels.rank !== 4 || typeof c !== "number" || typeof h !== "number" || typeof w !== "number") {
     throw new CompileError(`patchEmbed "${o.name}": pixels must be [batch, channels, height, width] but have shape ${formatShape(pixels.shape)}`, here());

@@ -62,6 +62,11 @@ export interface ModelOptions {
 }
 
 export function model(name: string, build: () => Record<string, Tensor>, options: ModelOptions = {}): ModelSpec {
+  if (typeof name !== "string") throw new CompileError(`model(): the name must be a string, not ${describe(name)}`, here());
+  if (typeof build !== "function") throw new CompileError(`model "${name}": the second argument must be the build function, not ${describe(build)}`, here());
+  if (typeof options !== "object" || options === null || (options.batch !== undefined && (typeof options.batch !== "string" || !/^[A-Za-z_]\w*$/.test(options.batch)))) {
+    throw new CompileError(`model "${name}": options.batch must be a name like "B", not ${describe(options?.batch)}`, here());
+  }
   return { kind: "turbograph.model", name, batch: options.batch ?? "B", loc: here(), build };
 }
 
@@ -205,7 +210,8 @@ export function input(name: string, shape: readonly (number | string)[]): Tensor
  * the compiler is left alone and surfaces as `internal:`.
  */
 function asSpecError(e: unknown, spec: ModelSpec): unknown {
-  if (e instanceof CompileError || !(e instanceof Error)) return e;
+  if (e instanceof CompileError) return e;
+  if (!(e instanceof Error)) return new CompileError(`model "${spec.name}": the spec threw ${describe(e)}, not an Error`, spec.loc);
   const top = stackLoc(e.stack ?? "", []);
   if (top !== undefined && top.file.startsWith(libraryDir)) return e;
   return new CompileError(`model "${spec.name}": the spec threw ${e.name}: ${e.message}`, top ?? spec.loc);
