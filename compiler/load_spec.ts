@@ -1,17 +1,33 @@
 /**
- * Importing a spec file: registers a TypeScript loader (tsx), imports the
- * file and picks its model export. Every failure is a located
+ * Importing a spec file: registers a TypeScript loader where none is active,
+ * imports the file and picks its model export. Every failure is a located
  * `CompileError` naming the file. Runs inside the trace worker
  * (`trace_spec.ts`), so a spec whose top level never returns is stopped too.
  */
 
 import { statSync } from "node:fs";
+import { register } from "node:module";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { CompileError } from "./diagnostics.ts";
 import { isModelSpec, type ModelSpec } from "./dsl/trace.ts";
 
-/** Imports a spec file (TypeScript through tsx) and picks the model export. */
+let hooksRegistered = false;
+
+/**
+ * Lets Node import TypeScript specs. Running from source (tsx: development and
+ * tests) a TypeScript loader is already active; the published JavaScript CLI
+ * registers its own hooks (`ts_hooks.ts`) once, with source maps on so errors
+ * point at the spec's lines.
+ */
+function registerTypeScriptHooks(): void {
+  if (hooksRegistered || import.meta.url.endsWith(".ts")) return;
+  hooksRegistered = true;
+  process.setSourceMapsEnabled(true);
+  register(new URL("./ts_hooks.js", import.meta.url));
+}
+
+/** Imports a spec file (TypeScript, through a TypeScript loader) and picks the model export. */
 export async function loadSpec(path: string, exportName: string | undefined): Promise<ModelSpec> {
   const abs = resolve(path);
   const kind = statSync(abs, { throwIfNoEntry: false });
@@ -19,10 +35,7 @@ export async function loadSpec(path: string, exportName: string | undefined): Pr
   if (!kind.isFile()) throw new CompileError(`Spec file "${path}" is ${kind.isDirectory() ? "a directory" : "not a regular file"}; give a .ts spec or a .tir graph`);
   let mod: Record<string, unknown>;
   try {
-    // Register tsx's loader globally (a no-op when already running under tsx)
-    // so the spec and this compiler share one copy of each module.
-    const { register } = await import("tsx/esm/api");
-    register();
+    registerTypeScriptHooks();
     mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
   } catch (e) {
     if (e instanceof CompileError) throw e;

@@ -59,7 +59,7 @@ async function importOrt(): Promise<typeof Ort> {
     return await import("onnxruntime-node");
   } catch (e) {
     const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    throw new BackendError(`Backend "onnxruntime" was requested but onnxruntime-node cannot be loaded (${why}); install onnxruntime-node@1.31.1`);
+    throw new BackendError(`Backend "onnxruntime" was requested but onnxruntime-node cannot be loaded (${why}); install it with \`npm install onnxruntime-node@1.31.1\` (an optional peer dependency; set ONNXRUNTIME_NODE_INSTALL=skip to keep its install script from downloading the CUDA provider)`);
   }
 }
 
@@ -101,6 +101,10 @@ function weightBytes(w: { data: Float32Array } | tf.Tensor): Uint8Array {
 export async function loadOnnx(bytes: Uint8Array, options: OnnxLoadOptions & { source?: string }): Promise<OnnxModel> {
   const source = options.source ?? "model.onnx";
   const [ort, onnx] = [await importOrt(), await importProto()];
+  // Inputs and outputs are tf.Tensors: make sure tfjs has a backend to hold them
+  // (the cpu one registers at a low priority; a backend already chosen stays).
+  await import("@tensorflow/tfjs-backend-cpu");
+  await tf.ready();
   const { model, plan } = readModel(onnx, bytes, source);
   if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
     throw new LoadError(`load(): threads must be a positive integer, got ${options.threads}`);
