@@ -12,23 +12,14 @@
  */
 
 import { readFile } from "node:fs/promises";
+import type { LoadHook } from "node:module";
 import { fileURLToPath } from "node:url";
 import { ts } from "ts-morph";
-
-interface LoadContext {
-  format?: string | null;
-}
-interface LoadResult {
-  format: string;
-  source?: string | ArrayBuffer | Uint8Array;
-  shortCircuit?: boolean;
-}
-type NextLoad = (url: string, context: LoadContext) => Promise<LoadResult>;
 
 const typescriptFile = /\.m?ts$/;
 
 /** `load` hook: transpiles TypeScript files to ES modules; everything else goes on unchanged. */
-export async function load(url: string, context: LoadContext, next: NextLoad): Promise<LoadResult> {
+export const load: LoadHook = async (url, context, next) => {
   if (!url.startsWith("file:") || !typescriptFile.test(new URL(url).pathname)) return next(url, context);
   const path = fileURLToPath(url);
   const source = await readFile(path, "utf8");
@@ -45,4 +36,4 @@ export async function load(url: string, context: LoadContext, next: NextLoad): P
     },
   });
   return { format: "module", source: out.outputText, shortCircuit: true };
-}
+};

@@ -12,7 +12,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,7 +82,7 @@ test("npm pack, install the tarball in an empty project, compile with npx turbo-
   }
   assert.not.ok(files.some((f) => f.startsWith("test/") || f.startsWith("examples/")), "no tests or examples in the tarball");
 
-  sh("mkdir", ["-p", project], work);
+  mkdirSync(project);
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
   ok(sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", join(work, packed[0]!.filename)], project), "npm install <tarball>");
   const installed = readdirSync(join(project, "node_modules"));
@@ -112,6 +112,7 @@ test("npm pack, install the tarball in an empty project, compile with npx turbo-
   assert.equal(result.shape, [2, 10]);
   assert.ok(result.finite);
   assert.is(result.backend, "cpu");
+  assert.equal(result.tokens, plan.blocks.map((b) => b.tokensOut), "the loaded plan has the merged token counts turbo-compile wrote");
   const loaded = run.stderr.split("\n").filter((l) => l.startsWith("loaded ")).map((l) => l.slice(7));
   assert.ok(loaded.some((u) => u.includes("/node_modules/turbograph/dist/runtime/mod.js")), "the runtime entry came from dist");
   for (const heavy of ["ts-morph", "typescript", "chevrotain", "vega", "resvg", "/dist/compiler/cli.js", "/dist/compiler/compile.js"]) {
