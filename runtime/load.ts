@@ -40,7 +40,12 @@ export type WeightsSource =
   | ReadonlyMap<string, WeightTensor | tf.Tensor>;
 
 export interface LoadOptions {
-  /** Weights: a parsed map, safetensors bytes (turbograph or Hugging Face ViT names), or `{ random: seed }`. */
+  /**
+   * Weights: a parsed map, safetensors bytes (turbograph or Hugging Face ViT names), or `{ random: seed }`.
+   * tf.Tensors in a map are borrowed, not copied (a copy on wasm costs the model's size
+   * in the 4 GiB heap again for every load): the model never disposes them, and run()
+   * refuses to start when one has been disposed.
+   */
   weights: WeightsSource;
   backend?: BackendChoice;
   /**
@@ -70,7 +75,7 @@ export interface Model {
   run(inputs: Readonly<Record<string, tf.Tensor>>): Record<string, tf.Tensor>;
   /** Predicted peak activation bytes for a batch size, from the plan. */
   predictedPeakBytes(batch: number): number;
-  /** Frees the weights. */
+  /** Frees the weights it uploaded (borrowed tf.Tensor weights stay the caller's). */
   dispose(): void;
 }
 
@@ -173,15 +178,27 @@ export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor
   }
 }
 
-/** Checks names, shapes and dtypes against the plan and uploads the weights. */
-function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string }): Record<string, tf.Tensor> {
+/**
+ * Checks names, shapes and dtypes against the plan and uploads the weights;
+ * tf.Tensors given are borrowed as they are (LoadOptions.weights).
+ */
+function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string }): { tensors: Record<string, tf.Tensor>; owned: tf.Tensor[]; borrowed: [string, tf.Tensor][] } {
   checkWeights(plan, given, options);
-  const out: Record<string, tf.Tensor> = {};
+  const tensors: Record<string, tf.Tensor> = {};
+  const owned: tf.Tensor[] = [];
+  const borrowed: [string, tf.Tensor][] = [];
   for (const p of plan.params) {
     const w = given.get(p.name)!;
-    out[p.name] = w instanceof tf.Tensor ? tf.clone(w) : tf.tensor(w.data, w.shape, "float32");
+    if (w instanceof tf.Tensor) {
+      tensors[p.name] = w;
+      borrowed.push([p.name, w]);
+    } else {
+      const t = tf.tensor(w.data, w.shape, "float32");
+      tensors[p.name] = t;
+      owned.push(t);
+    }
   }
-  return out;
+  return { tensors, owned, borrowed };
 }
 
 /** Checks inputs against the plan; returns the batch size. */
@@ -232,10 +249,12 @@ export async function loadModule(compiled: unknown, options: LoadOptions, source
     info: { backend, kernels: installed, plan },
     run(inputs) {
       if (disposed) throw new LoadError("run(): the model was disposed");
+      const gone = weights.borrowed.find(([, t]) => t.isDisposed);
+      if (gone !== undefined) throw new LoadError(`run(): weight "${gone[0]}" was disposed after load(); tf.Tensor weights are borrowed, so keep them alive as long as the model`);
       const batch = checkInputs(plan, inputs);
       let out: Record<string, tf.Tensor>;
       try {
-        out = compiled.forward(tf, weights, inputs, programKernels);
+        out = compiled.forward(tf, weights.tensors, inputs, programKernels);
       } catch (e) {
         throw new LoadError(`run(): model "${plan.model}" failed at batch ${batch}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       }
@@ -253,7 +272,7 @@ export async function loadModule(compiled: unknown, options: LoadOptions, source
     dispose() {
       if (disposed) return;
       disposed = true;
-      for (const t of Object.values(weights)) t.dispose();
+      for (const t of weights.owned) t.dispose();
     },
   };
 }

@@ -44,6 +44,24 @@ test("run() with a disposed input names the input", async () => {
   m.dispose();
 });
 
+test("tf.Tensor weights are borrowed: no copy per load, left alive by dispose(), a disposed one is a LoadError in run()", async () => {
+  const tensors = new Map([...good].map(([k, w]) => [k, tf.tensor(w.data, w.shape, "float32")]));
+  const before = tf.memory().numTensors;
+  const a = await loadModule(imported, { weights: tensors, backend: "cpu" });
+  const b = await loadModule(imported, { weights: tensors, backend: "cpu" });
+  assert.is(tf.memory().numTensors, before, "loading made new tensors");
+  const x = tf.ones([2, 4]);
+  const ya = a.run({ x }).y!;
+  const yb = b.run({ x }).y!;
+  assert.equal(Array.from(ya.dataSync()), Array.from(yb.dataSync()));
+  a.dispose();
+  assert.ok([...tensors.values()].every((t) => !t.isDisposed), "dispose() freed a borrowed weight");
+  tensors.get("fc.bias")!.dispose();
+  assert.match((await error(() => b.run({ x }))).message, /^run\(\): weight "fc\.bias" was disposed after load\(\); tf\.Tensor weights are borrowed/);
+  b.dispose();
+  tf.dispose([x, ya, yb, ...tensors.values()]);
+});
+
 test("weights of the wrong kind are LoadErrors saying what is accepted", async () => {
   for (const [weights, message] of [
     [42, /^weights: number given; expected a Map of tensors/],
