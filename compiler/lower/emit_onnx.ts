@@ -2,7 +2,12 @@
  * emit_onnx — renders the same planned kernel program that emit_ts writes as
  * TypeScript, as an ONNX model (opset 17, default domain only): one rule per
  * kernel the lowering produces, each a short run of standard ONNX ops, the
- * Turbo merge included (onnx_turbo_merge.ts).
+ * Turbo merge included (onnx_turbo_merge.ts). Where one IR node was lowered
+ * to several steps that ONNX has as one op — layer_norm's nine steps are
+ * opset 17's LayerNormalization — the run of steps is matched exactly and
+ * rendered as that op (`stepRuns`), so onnxruntime gets its fused kernel
+ * instead of having to rediscover it (its own fusion does not recognise this
+ * form).
  *
  * The graph's inputs are the model inputs (the batch a symbolic dimension
  * named after the plan's batch, e.g. `B`) and then every parameter by its
@@ -141,6 +146,43 @@ const kernelRules: Readonly<Record<string, KernelRule>> = {
   },
 };
 
+/** A run of steps rendered as one ONNX op: how many steps it covers and how to emit it. */
+interface StepRun {
+  readonly length: number;
+  emit(cx: EmitContext): void;
+}
+
+const sameArg = (a: Arg | undefined, b: Arg): boolean => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+const LAYER_NORM_KERNELS = ["tf.mean", "tf.sub", "tf.square", "tf.mean", "tf.add", "tf.rsqrt", "tf.mul", "tf.mul", "tf.add"] as const;
+
+/**
+ * program.ts's layer_norm lowering, step for step: mean → centre → square →
+ * mean → + eps → rsqrt → × → × scale → + bias, all of one IR node, each step
+ * reading the one before as written there, scale and bias 1-D over the last axis.
+ */
+function layerNormRun(steps: readonly Step[], i: number, shapeOf: (a: Arg) => Shape): StepRun | undefined {
+  const run = steps.slice(i, i + LAYER_NORM_KERNELS.length);
+  if (run.length < LAYER_NORM_KERNELS.length || run.some((s, j) => s.kernel !== LAYER_NORM_KERNELS[j] || s.node !== run[0]!.node)) return undefined;
+  const [mean, centred, square, variance, shifted, inv, normed, scaled, out] = run as [Step, Step, Step, Step, Step, Step, Step, Step, Step];
+  const t = (s: Step): Arg => ({ t: s.out });
+  const lastAxisMean = (s: Step) => sameArg(s.args[1], { lit: -1 }) && sameArg(s.args[2], { lit: true });
+  const x = mean.args[0];
+  const [scale, bias, eps] = [scaled.args[1], out.args[1], shifted.args[1]];
+  if (x === undefined || scale === undefined || bias === undefined || eps === undefined || !("lit" in eps) || typeof eps.lit !== "number") return undefined;
+  const matches =
+    lastAxisMean(mean) && sameArg(centred.args[0], x) && sameArg(centred.args[1], t(mean)) && sameArg(square.args[0], t(centred)) &&
+    lastAxisMean(variance) && sameArg(variance.args[0], t(square)) && sameArg(shifted.args[0], t(variance)) && sameArg(inv.args[0], t(shifted)) &&
+    sameArg(normed.args[0], t(centred)) && sameArg(normed.args[1], t(inv)) && sameArg(scaled.args[0], t(normed)) && sameArg(out.args[0], t(scaled));
+  if (!matches || "lit" in scale || "lit" in bias) return undefined;
+  const width = out.shape[out.shape.length - 1];
+  if ([scale, bias].some((a) => { const s = shapeOf(a); return s.length !== 1 || s[0] !== width; })) return undefined;
+  const epsilon = eps.lit;
+  return {
+    length: run.length,
+    emit: (cx) => void cx.g.op("LayerNormalization", [cx.value(x), cx.value(scale), cx.value(bias)], cx.name, [attr.int("axis", -1), attr.float("epsilon", epsilon)], cx.output(out.out)),
+  };
+}
+
 /** The kernels this emitter renders (a test holds it equal to what lowering emits). */
 export const onnxKernels: readonly string[] = Object.keys(kernelRules);
 
@@ -185,10 +227,18 @@ export function emitOnnx(program: Program, plan: Plan, source: string): Uint8Arr
       return v;
     },
   });
-  for (const s of program.steps) {
-    const rule = kernelRules[s.kernel];
-    if (rule === undefined) throw new Error(`internal: kernel ${s.kernel} (step ${s.out}) has no ONNX rendering`);
-    rule(s, cx(s));
+  for (let i = 0; i < program.steps.length; ) {
+    const probe = cx(program.steps[i]!);
+    const run = layerNormRun(program.steps, i, (a) => probe.shapeOf(a));
+    // A run is named after, and defines, its last step's tensor only.
+    const s = program.steps[i + (run?.length ?? 1) - 1]!;
+    if (run !== undefined) run.emit(cx(s));
+    else {
+      const rule = kernelRules[s.kernel];
+      if (rule === undefined) throw new Error(`internal: kernel ${s.kernel} (step ${s.out}) has no ONNX rendering`);
+      rule(s, cx(s));
+    }
+    i += run?.length ?? 1;
     for (const [t, shape] of [[s.out, s.shape] as const, ...s.extra.map((e) => [e.out, e.shape] as const)]) {
       shapes.set(t, shape);
       g.valueInfo.push(valueInfo(internal(t), shape, program.batch));

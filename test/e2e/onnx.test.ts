@@ -12,6 +12,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import onnxProto from "onnx-proto";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { main } from "../../compiler/cli.ts";
@@ -98,6 +99,22 @@ test("every kernel that lowering emits has an ONNX rendering", () => {
   assert.ok(used.size > 10);
   const missing = [...used].filter((k) => !onnxKernels.includes(k));
   assert.equal(missing, [], `kernels without an ONNX rule: ${missing.join(", ")}`);
+});
+
+test("each layer_norm renders as one LayerNormalization (the logits tests above hold it to the nine tfjs steps)", () => {
+  const compiled = compile(tiny, { turbo: { r: 3 } });
+  const model = onnxProto.onnx.ModelProto.decode(emitOnnx(compiled.program, compiled.plan, "tiny"));
+  const ops = model.graph!.node!.map((n) => n.opType);
+  const norms = compiled.graph.nodes.filter((n) => n.op === "layer_norm").length;
+  assert.ok(norms >= 3, "the tiny ViT has layer norms");
+  assert.is(ops.filter((o) => o === "LayerNormalization").length, norms);
+  // Nothing of the decomposed form is left: its rsqrt was the only source of Reciprocal.
+  assert.equal(ops.filter((o) => o === "Reciprocal"), []);
+  const ln = model.graph!.node!.find((n) => n.opType === "LayerNormalization")!;
+  assert.equal(ln.attribute!.map((a) => a.name).sort(), ["axis", "epsilon"]);
+  const eps = (compiled.graph.nodes.find((n) => n.op === "layer_norm")!.attrs as { eps: number }).eps;
+  const f = ln.attribute!.find((a) => a.name === "epsilon")!.f!;
+  assert.ok(Math.abs(f - eps) <= 1e-7 * eps, `epsilon ${f}, the graph's ${eps}`);
 });
 
 /** A Python that imports onnx, or the reason there is none. */
