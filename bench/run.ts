@@ -7,7 +7,11 @@
  * of the machine hit them alike; medians and the min–max spread are reported. Variants:
  *   - eager: the hand-written tfjs ViT (examples/vit/eager.ts) at its best: the
  *     SIMD batched matmul and GELU that turbograph installs switched on for it too,
- *   - compiled Υ = 0, and compiled with Turbo at each Υ (r per block).
+ *   - compiled Υ = 0, and compiled with Turbo at each Υ (r per block),
+ *   - onnxruntime (bench/onnx.ts), in the same rotation: turbograph's own ONNX
+ *     graph of each compiled program at 1 and 2 intra-op threads, and PyTorch's
+ *     torch.onnx.export of the same weights (when a python with torch is found;
+ *     otherwise the rows are left out with the reason), logits checked first.
  * Merge share: bench/turbo_share.ts. For S/16 also compiled Υ = 0 on 2 worker threads, so the eager comparison
  * covers both cores. Then: a kernel-by-kernel profile of ViT-S/16 (compiled Υ = 0 and eager),
  * the SIMD batched matmul against the stock kernel on the attention shapes,
@@ -22,7 +26,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
-import { compile } from "../compiler/compile.ts";
+import { compile, type Compiled } from "../compiler/compile.ts";
 import type { ModelSpec } from "../compiler/dsl/trace.ts";
 import { vitConfigs, type VitConfig } from "../examples/vit/config.ts";
 import { eagerVit } from "../examples/vit/eager.ts";
@@ -34,6 +38,8 @@ import { linearAt } from "../compiler/contract/plan.ts";
 import { randomWeights } from "../runtime/weights/mod.ts";
 import { profileTable, profileVit } from "./profile.ts";
 import { loadTimed } from "./turbo_share.ts";
+import { exportReference, profileShare, referenceRow, relativeError, turbographRow, type OrtShare } from "./onnx.ts";
+import type * as Ort from "onnxruntime-node";
 
 const { values: args } = parseArgs({
   options: {
@@ -56,6 +62,11 @@ const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
 interface Variant {
   name: string;
+  /** The engine that runs it: tfjs on wasm, or onnxruntime (CPU execution provider). */
+  engine: "wasm" | "onnxruntime";
+  /** Threads it computes on: intra-op threads for onnxruntime, worker threads for wasm. */
+  threads: number;
+  /** Υ of a compiled variant; null for the eager tfjs model and the reference ONNX export. */
   r: number | null;
   /** Worker threads (loadParallel) for a compiled variant; undefined: this thread. */
   workers?: number;
@@ -69,10 +80,12 @@ interface Variant {
   share?: () => number;
   disposeTimed?: () => void;
   peak?: { measured: number; predicted: number | null };
+  /** onnxruntime's profile of this variant: Turbo's share and what it could not attribute. */
+  ortShare?: OrtShare;
 }
 
-/** `weights`: the model's tensors, shared by every variant (a load clones them, which shares their memory). */
-async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.Tensor, weights: ReadonlyMap<string, tf.Tensor>): Promise<{ v: Variant; model: Model; dir: string }> {
+/** `weights`: the model's tensors, shared by every variant (a load borrows tf.Tensor weights, it does not copy them). */
+async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.Tensor, weights: ReadonlyMap<string, tf.Tensor>): Promise<{ v: Variant; model: Model; dir: string; compiled: Compiled }> {
   const c = compile(spec, r === 0 ? {} : { turbo: { r } });
   const dir = mkdtempSync(join(tmpdir(), "turbograph-bench-"));
   writeFileSync(join(dir, "model.mjs"), c.module.js);
@@ -82,6 +95,8 @@ async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.
   const timed = r === 0 ? undefined : await loadTimed(c, module, { weights, backend: "wasm" });
   const v: Variant = {
     name: r === 0 ? "compiled, Υ = 0" : `compiled, Υ = ${r}`,
+    engine: "wasm",
+    threads: 1,
     r,
     times: [],
     mergeShare: [],
@@ -100,7 +115,7 @@ async function compiledVariant(spec: ModelSpec, r: number, batch: number, x: tf.
     },
     disposeTimed: () => timed?.model.dispose(),
   };
-  return { v, model, dir };
+  return { v, model, dir, compiled: c };
 }
 
 /** The Υ = 0 program run by `workers` worker threads (random weights, seed 7, as in this process). */
@@ -108,6 +123,8 @@ async function parallelVariant(dir: string, workers: number, flops: number, x: t
   const model = await loadParallel(dir, { weights: { random: 7 }, backend: "wasm", workers });
   const v: Variant = {
     name: `compiled, Υ = 0, ${workers} workers`,
+    engine: "wasm",
+    threads: workers,
     r: 0,
     workers,
     times: [],
@@ -129,7 +146,90 @@ async function peakOf(f: () => tf.Tensor): Promise<number> {
   return p.peakBytes - before;
 }
 
-async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batch: number, rs: number[], workers = 0) {
+/** What the onnxruntime rows of one model run: the reference export's threads, and turbograph's graph at (Υ, threads). */
+interface OrtPlan {
+  referenceThreads: number[];
+  compiled: { r: number; threads: number }[];
+}
+
+/** Why the onnxruntime rows were left out, when they were (no onnxruntime-node, no PyTorch for the reference). */
+const skipped: string[] = [];
+
+let ortModule: typeof Ort | null | undefined;
+async function onnxruntime(): Promise<typeof Ort | null> {
+  if (ortModule === undefined) {
+    try {
+      ortModule = (await import("onnxruntime-node")) as typeof Ort;
+    } catch (e) {
+      ortModule = null;
+      skipped.push(`onnxruntime rows: onnxruntime-node does not load (${(e as Error).message.split("\n")[0]}); npm install onnxruntime-node`);
+    }
+  }
+  return ortModule;
+}
+
+/**
+ * The onnxruntime variants: turbograph's own ONNX graph of each compiled
+ * program (bench/onnx.ts) and the reference export of the same weights. Before
+ * anything is timed, their logits are checked: each turbograph graph against
+ * the wasm run of the same program, the reference against turbograph's Υ = 0
+ * graph; a disagreement stops the benchmark (a fast wrong graph is no result).
+ */
+async function ortVariants(
+  name: string, config: VitConfig, batch: number, plan: OrtPlan, x: tf.Tensor,
+  weights: ReadonlyMap<string, { data: Float32Array; shape: number[] }>, params: ReadonlyMap<string, tf.Tensor>,
+  compiled: readonly { v: Variant; model: Model; compiled: Compiled }[],
+): Promise<{ variants: Variant[]; agreement: { variant: string; against: string; relError: number }[]; dispose: () => Promise<void> }> {
+  const ort = await onnxruntime();
+  if (ort === null) return { variants: [], agreement: [], dispose: async () => {} };
+  const variants: Variant[] = [];
+  const rows: { dispose(): Promise<void> }[] = [];
+  const agreement: { variant: string; against: string; relError: number }[] = [];
+  const check = (variant: string, against: string, relError: number) => {
+    agreement.push({ variant, against, relError });
+    if (!(relError <= 1e-3)) throw new Error(`${name}: ${variant} disagrees with ${against}: largest logit difference ${relError.toExponential(2)} of the largest logit`);
+  };
+  const flopsOf = (r: number) => compiled.find((c) => c.v.r === r)!;
+  const tgLogits = new Map<number, tf.Tensor>();
+  for (const { r, threads } of plan.compiled) {
+    const c = flopsOf(r);
+    const row = await turbographRow(c.compiled, threads, x, params);
+    rows.push(row);
+    const label = `onnxruntime, Υ = ${r}, ${threads} thread${threads > 1 ? "s" : ""}`;
+    const got = await row.logits();
+    const want = c.model.run({ pixels: x }).logits!;
+    check(label, `compiled Υ = ${r} on wasm`, await relativeError(got, want));
+    tf.dispose(want);
+    if (tgLogits.has(r)) got.dispose();
+    else tgLogits.set(r, got);
+    const v: Variant = {
+      name: label, engine: "onnxruntime", threads, r, times: [], mergeShare: [], flops: c.v.flops, flopsRatio: c.v.flopsRatio, run: row.run,
+    };
+    if (r !== 0 && threads === 1) v.ortShare = await profileShare(c.compiled, row.bytes, threads, x, params, Math.max(2, Math.min(reps, 3)));
+    variants.push(v);
+  }
+  if (plan.referenceThreads.length > 0) {
+    log(`${name}: exporting the reference ONNX graph with PyTorch`);
+    const ref = exportReference(ort, config, weights);
+    if ("skipped" in ref) skipped.push(`${name} reference rows: ${ref.skipped}`);
+    else {
+      for (const threads of plan.referenceThreads) {
+        const row = await referenceRow(ref, threads, x);
+        rows.push(row);
+        const label = `onnxruntime, PyTorch ${ref.torch} export, ${threads} thread${threads > 1 ? "s" : ""}`;
+        const got = await row.logits();
+        const base = tgLogits.get(0);
+        if (base !== undefined) check(label, "turbograph's Υ = 0 graph on onnxruntime", await relativeError(got, base));
+        got.dispose();
+        variants.push({ name: label, engine: "onnxruntime", threads, r: null, times: [], mergeShare: [], flops: flopsOf(0).v.flops, flopsRatio: 1, run: row.run });
+      }
+    }
+  }
+  tf.dispose([...tgLogits.values()]);
+  return { variants, agreement, dispose: async () => { for (const r of rows) await r.dispose(); } };
+}
+
+async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batch: number, rs: number[], ortPlan: OrtPlan, workers = 0) {
   log(`${name}: batch ${batch}, compiling and loading ${rs.length + 1} variants`);
   const x = tf.randomUniform([batch, config.channels, config.image, config.image], 0, 1, "float32", 1);
   const plain = compile(spec);
@@ -140,6 +240,8 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
   registerSimdMatmul();
   const eager: Variant = {
     name: "eager tfjs (turbograph's SIMD kernels on)",
+    engine: "wasm",
+    threads: 1,
     r: null,
     times: [],
     mergeShare: [],
@@ -152,7 +254,8 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
   const compiled = [];
   for (const r of [0, ...rs]) compiled.push(await compiledVariant(spec, r, batch, x, params));
   const parallel = workers > 1 ? await parallelVariant(compiled[0]!.dir, workers, compiled[0]!.v.flops, x) : undefined;
-  const variants = [eager, ...compiled.map((c) => c.v), ...(parallel ? [parallel.v] : [])];
+  const ortRows = await ortVariants(name, config, batch, ortPlan, x, weights, params, compiled);
+  const variants = [eager, ...compiled.map((c) => c.v), ...(parallel ? [parallel.v] : []), ...ortRows.variants];
   for (const v of variants) {
     await v.run();
     v.share?.();
@@ -167,7 +270,7 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
       v.times.push(performance.now() - t0);
     }
     for (const v of variants) if (v.share !== undefined) v.mergeShare.push(v.share());
-    log(`  rep ${rep + 1}/${reps}: ${variants.map((v) => `${v.r ?? "eager"}${v.workers ? `×${v.workers}w` : ""} ${v.times[rep]!.toFixed(0)} ms`).join(", ")}`);
+    log(`  rep ${rep + 1}/${reps}: ${variants.map((v) => `${v.engine === "onnxruntime" ? "ort " : ""}${v.r ?? (v.engine === "wasm" ? "eager" : "ref")}×${v.threads} ${v.times[rep]!.toFixed(0)} ms`).join(", ")}`);
   }
   eager.peak = { measured: await peakOf(() => eagerVit(config, params, x as tf.Tensor4D, undefined, undefined, { gelu })), predicted: null };
   for (const { v, model } of compiled) {
@@ -177,8 +280,9 @@ async function benchModel(name: string, spec: ModelSpec, config: VitConfig, batc
   }
   // Each worker has its own tfjs; its memory is not visible from here.
   await parallel?.model.dispose();
+  await ortRows.dispose();
   tf.dispose([...params.values(), x]);
-  return { name, batch, variants };
+  return { name, batch, variants, agreement: ortRows.agreement };
 }
 
 function matmulBench() {
@@ -241,8 +345,14 @@ async function workersBench(batch: number) {
 const backend = await selectBackend("wasm");
 const started = Date.now();
 const loadBefore = loadavg()[0]!;
-const s16Result = await benchModel("ViT-S/16", s16, vitConfigs.s16, Number(args.batch), [8, 13, 16], 2);
-const b16Result = await benchModel("ViT-B/16", b16, vitConfigs.b16, Number(args["b16-batch"]), [8, 16]);
+const s16Result = await benchModel("ViT-S/16", s16, vitConfigs.s16, Number(args.batch), [8, 13, 16], {
+  referenceThreads: [1, 2],
+  compiled: [{ r: 0, threads: 1 }, { r: 8, threads: 1 }, { r: 13, threads: 1 }, { r: 16, threads: 1 }, { r: 0, threads: 2 }, { r: 16, threads: 2 }],
+}, 2);
+const b16Result = await benchModel("ViT-B/16", b16, vitConfigs.b16, Number(args["b16-batch"]), [8, 16], {
+  referenceThreads: [1],
+  compiled: [{ r: 0, threads: 1 }, { r: 8, threads: 1 }, { r: 16, threads: 1 }],
+});
 log("kernel profiles: S/16 compiled and eager");
 const profiles = {
   compiled: await profileVit(s16, vitConfigs.s16, Number(args.batch), 0, Math.min(reps, 3), false),
@@ -256,11 +366,11 @@ const loadAfter = loadavg()[0]!;
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown cpu"}, Node ${process.version}, tfjs ${tf.version_core}, backend ${backend.name}; 1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (other processes on the machine slow every figure alike)`;
 const json = { command, machine, date: new Date().toISOString(), seconds, reps, models: [s16Result, b16Result].map((m) => ({
-  name: m.name, batch: m.batch, variants: m.variants.map((v) => ({ name: v.name, r: v.r, workers: v.workers ?? 1, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeShare: v.mergeShare, peak: v.peak })),
-})), profiles, matmuls, workers };
+  name: m.name, batch: m.batch, agreement: m.agreement, variants: m.variants.map((v) => ({ name: v.name, engine: v.engine, threads: v.threads, r: v.r, timesMs: v.times, medianMs: median(v.times), flops: v.flops, flopsRatio: v.flopsRatio, mergeShare: v.mergeShare, ortShare: v.ortShare, peak: v.peak })),
+})), skipped, profiles, matmuls, workers };
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-const s16Median = (r: number | null) => median(s16Result.variants.find((v) => v.r === r)!.times);
+const s16Median = (r: number | null) => median(s16Result.variants.find((v) => v.engine === "wasm" && v.threads === 1 && v.r === r)!.times);
 const lines: string[] = [
   "# Benchmarks",
   "",
@@ -271,17 +381,43 @@ const lines: string[] = [
   "The eager baseline is the hand-written tfjs ViT (`examples/vit/eager.ts`) at its best: turbograph's SIMD batched matmul is installed for it too and it uses the runtime's SIMD GELU. *Merge share* is the share of a run's step time spent in work Turbo added — the merge, the sizes, the similarity metric, the class token's attention row and the log-size add of proportional attention (`bench/turbo_share.ts` reads them from the graph) — from a separately loaded copy whose every step is timed, run once per repetition outside the timed runs; median over repetitions.",
   "",
 ];
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 for (const m of [s16Result, b16Result]) {
-  const base = m.variants.find((v) => v.r === 0)!;
-  const eager = m.variants.find((v) => v.r === null)!;
-  lines.push(`## ${m.name}, batch ${m.batch}`, "", "| variant | median ms | spread ms | images/s | vs eager | vs Υ = 0 | predicted FLOPs ratio | GFLOP/s | merge share | peak measured | peak planned |", "|---|---|---|---|---|---|---|---|---|---|---|");
+  const eager = m.variants.find((v) => v.engine === "wasm" && v.r === null)!;
+  /** Υ = 0 on the same engine with the same threads. */
+  const baseOf = (v: Variant) => m.variants.find((b) => b.engine === v.engine && b.threads === v.threads && b.r === 0);
+  /** The reference export with the same threads. */
+  const refOf = (v: Variant) => m.variants.find((b) => b.engine === "onnxruntime" && b.r === null && b.threads === v.threads);
+  const ratio = (a: Variant | undefined, v: Variant) => (a === undefined || a === v ? "–" : `${(median(a.times) / median(v.times)).toFixed(2)}×`);
+  lines.push(
+    `## ${m.name}, batch ${m.batch}`,
+    "",
+    "| variant | engine | threads | median ms | spread ms | images/s | vs eager | vs Υ = 0 (same engine, threads) | vs reference export (same threads) | predicted FLOPs ratio | GFLOP/s | merge share | peak measured | peak planned |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  );
   for (const v of m.variants) {
     const med = median(v.times);
-    const mergeShare = v.mergeShare.length > 0 ? `${(100 * median(v.mergeShare)).toFixed(1)} %` : "–";
-    lines.push(`| ${v.name} | ${med.toFixed(0)} | ${Math.min(...v.times).toFixed(0)}–${Math.max(...v.times).toFixed(0)} | ${((1000 * m.batch) / med).toFixed(2)} | ${(median(eager.times) / med).toFixed(2)}× | ${v.r === null ? "–" : `${(median(base.times) / med).toFixed(2)}×`} | ${v.r === null ? "–" : `${v.flopsRatio.toFixed(2)}×`} | ${(v.flops / med / 1e6).toFixed(1)} | ${mergeShare} | ${v.peak === undefined ? "–" : mib(v.peak.measured)} | ${v.peak?.predicted == null ? "–" : mib(v.peak.predicted)} |`);
+    const mergeShare = v.mergeShare.length > 0 ? pct(median(v.mergeShare)) : v.ortShare !== undefined ? `${pct(v.ortShare.turbo)} (profiler)` : "–";
+    lines.push(`| ${v.name} | ${v.engine} | ${v.threads} | ${med.toFixed(0)} | ${Math.min(...v.times).toFixed(0)}–${Math.max(...v.times).toFixed(0)} | ${((1000 * m.batch) / med).toFixed(2)} | ${ratio(eager, v)} | ${v.r === null ? "–" : ratio(baseOf(v), v)} | ${v.engine === "onnxruntime" && v.r !== null ? ratio(refOf(v), v) : "–"} | ${v.r === null ? "–" : `${v.flopsRatio.toFixed(2)}×`} | ${(v.flops / med / 1e6).toFixed(1)} | ${mergeShare} | ${v.peak === undefined ? "–" : mib(v.peak.measured)} | ${v.peak?.predicted == null ? "–" : mib(v.peak.predicted)} |`);
   }
   lines.push("");
+  if (m.agreement.length > 0) {
+    lines.push(`Logits checked before timing (largest difference over the largest logit): ${m.agreement.map((a) => `${a.variant} vs ${a.against} ${a.relError.toExponential(1)}`).join("; ")}.`, "");
+  }
+  const pairs = m.variants.filter((v) => v.threads > 1).map((v) => ({ v, one: m.variants.find((o) => o.engine === v.engine && o.r === v.r && o.threads === 1) })).filter((p) => p.one !== undefined);
+  if (pairs.length > 0) {
+    lines.push(`${pairs[0]!.v.threads} threads against 1 (same engine and variant): ${pairs.map(({ v, one }) => `${v.name} ${(median(one!.times) / median(v.times)).toFixed(2)}×`).join("; ")}.`, "");
+  }
+  const profiled = m.variants.filter((v) => v.ortShare !== undefined);
+  if (profiled.length > 0) {
+    lines.push(
+      `onnxruntime merge share: from onnxruntime's profiler over ${profiled[0]!.ortShare!.runs} runs of a separately loaded session; each node's kernel time goes to the program step its name carries. ` +
+        `Nodes onnxruntime fused under a new name name no step: ${profiled.map((v) => `${pct(v.ortShare!.unattributed)} of Υ = ${v.r}'s time (${v.ortShare!.unattributedOps.join(", ")})`).join("; ")}.`,
+      "",
+    );
+  }
 }
+if (skipped.length > 0) lines.push("Left out:", "", ...skipped.map((s) => `- ${s}`), "");
 {
   const matmul2d = (p: typeof profiles.compiled) => p.rows.find((r) => r.kernel === "MatMul 2-D")?.msPerRun ?? 0;
   const c2d = matmul2d(profiles.compiled);
