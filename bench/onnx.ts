@@ -14,7 +14,8 @@
  * it renders (`<kernel>/<tensor>/<n>`, compiler/lower/emit_onnx.ts), so its
  * kernel time goes to Turbo when the step's IR node is one of
  * `turboNodes(graph)`. Nodes onnxruntime fused across steps keep one step's
- * name; time in nodes that name no step is reported as unattributed.
+ * name; time in nodes that name no step is reported as unattributed. The
+ * first profiled run is a warm-up and is left out.
  */
 
 import * as tf from "@tensorflow/tfjs-core";
@@ -147,12 +148,16 @@ export async function profileShare(c: Compiled, bytes: Uint8Array, threads: numb
   const dir = mkdtempSync(join(tmpdir(), "turbograph-ortprof-"));
   try {
     const model = await loadOnnx(bytes, { weights, threads, sessionOptions: { enableProfiling: true, profileFilePrefix: join(dir, "profile") } });
-    for (let i = 0; i < runs; i++) tf.dispose(Object.values(await model.run({ pixels: x })));
+    // One run more than counted: the first (allocations, first touches) is a warm-up.
+    for (let i = 0; i <= runs; i++) tf.dispose(Object.values(await model.run({ pixels: x })));
     model.session.endProfiling();
     await model.dispose();
     const file = readdirSync(dir).find((f) => f.endsWith(".json"));
     if (file === undefined) throw new Error(`internal: onnxruntime wrote no profile into ${dir}`);
-    const events = JSON.parse(readFileSync(join(dir, file), "utf8")) as { cat?: string; name?: string; dur?: number; args?: { op_name?: string } }[];
+    const events = JSON.parse(readFileSync(join(dir, file), "utf8")) as { cat?: string; name?: string; ts?: number; dur?: number; args?: { op_name?: string } }[];
+    const runsSeen = events.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts! - b.ts!);
+    if (runsSeen.length !== runs + 1) throw new Error(`internal: the onnxruntime profile has ${runsSeen.length} runs, expected ${runs + 1}`);
+    const warmUpEnd = runsSeen[0]!.ts! + runsSeen[0]!.dur!;
     const turbo = turboNodes(c.graph);
     // Every node is named `<kernel>/<step out>/…` (a fused node keeps the name of
     // one of the nodes it replaced, with a suffix): the second part is the step.
@@ -161,7 +166,7 @@ export async function profileShare(c: Compiled, bytes: Uint8Array, threads: numb
     let turboUs = 0;
     const unattributed = new Map<string, number>();
     for (const e of events) {
-      if (e.cat !== "Node" || e.name === undefined || !e.name.endsWith("_kernel_time")) continue;
+      if (e.cat !== "Node" || e.name === undefined || !e.name.endsWith("_kernel_time") || e.ts! <= warmUpEnd) continue;
       const dur = e.dur ?? 0;
       total += dur;
       const isTurbo = stepIsTurbo.get(e.name.split("/")[1] ?? "");

@@ -23,6 +23,7 @@ import { CompileError } from "../diagnostics.ts";
 import { attr, encodeModel, floatTensor, OnnxGraphBuilder, valueInfo } from "./onnx_builder.ts";
 import { emitTurboMerge, mergeOptionKeys, type MergeOptions } from "./onnx_turbo_merge.ts";
 import type { Arg, Program, Step } from "./program.ts";
+import { permuteShape, planTranspose } from "./transpose.ts";
 
 /** The metadata key holding the plan JSON. */
 export const ONNX_PLAN_KEY = "turbograph.plan";
@@ -183,6 +184,52 @@ function layerNormRun(steps: readonly Step[], i: number, shapeOf: (a: Arg) => Sh
   };
 }
 
+/** Every permutation of 0 … n − 1. */
+function* permutations(n: number, prefix: number[] = []): Generator<number[]> {
+  if (prefix.length === n) yield [...prefix];
+  for (let a = 0; a < n; a++) if (!prefix.includes(a)) yield* permutations(n, [...prefix, a]);
+}
+
+/**
+ * A transpose above rank 4 that lowering staged for tfjs (transpose.ts):
+ * reshape, then (transpose, reshape) per stage, all of one IR node. ONNX
+ * transposes any rank in one op, so the run becomes one Transpose with the
+ * permutation whose staging is exactly these steps (found by trying each of
+ * the ≤ 720 permutations through planTranspose itself).
+ */
+function stagedTransposeRun(steps: readonly Step[], i: number, shapeOf: (a: Arg) => Shape): StepRun | undefined {
+  const first = steps[i];
+  if (first === undefined || first.kernel !== "tf.reshape") return undefined;
+  let end = i + 1;
+  while (steps[end]?.kernel === "tf.transpose" && steps[end + 1]?.kernel === "tf.reshape" && steps[end]!.node === first.node && steps[end + 1]!.node === first.node) end += 2;
+  const stageCount = (end - i - 1) / 2;
+  const x = first.args[0];
+  if (stageCount === 0 || x === undefined || !("t" in x)) return undefined;
+  const shape = shapeOf(x);
+  if (shape.length <= 4 || shape.length > 6) return undefined;
+  const run = steps.slice(i, end);
+  const last = run[run.length - 1]!;
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  for (const perm of permutations(shape.length)) {
+    const stages = planTranspose(shape, perm);
+    if (stages === undefined || stages.length !== stageCount || !same(last.shape, permuteShape(shape, perm))) continue;
+    const matches = stages.every((stage, k) => {
+      const [view, move] = [run[2 * k]!, run[2 * k + 1]!];
+      return same(view.args[0], k === 0 ? x : { t: run[2 * k - 1]!.out }) && same(view.args[1], { shape: stage.shape }) &&
+        same(move.args[0], { t: view.out }) && same(move.args[1], { lit: stage.perm });
+    }) && same(last.args[0], { t: run[run.length - 2]!.out });
+    if (!matches) continue;
+    return {
+      length: run.length,
+      emit: (cx) => void cx.g.op("Transpose", [cx.value(x)], cx.name, [attr.ints("perm", perm)], cx.output(last.out)),
+    };
+  }
+  return undefined;
+}
+
+/** The runs of steps rendered as one op, tried in order at each step. */
+const stepRuns = [layerNormRun, stagedTransposeRun];
+
 /** The kernels this emitter renders (a test holds it equal to what lowering emits). */
 export const onnxKernels: readonly string[] = Object.keys(kernelRules);
 
@@ -229,7 +276,8 @@ export function emitOnnx(program: Program, plan: Plan, source: string): Uint8Arr
   });
   for (let i = 0; i < program.steps.length; ) {
     const probe = cx(program.steps[i]!);
-    const run = layerNormRun(program.steps, i, (a) => probe.shapeOf(a));
+    let run: StepRun | undefined;
+    for (const match of stepRuns) run ??= match(program.steps, i, (a) => probe.shapeOf(a));
     // A run is named after, and defines, its last step's tensor only.
     const s = program.steps[i + (run?.length ?? 1) - 1]!;
     if (run !== undefined) run.emit(cx(s));

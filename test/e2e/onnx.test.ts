@@ -117,6 +117,17 @@ test("each layer_norm renders as one LayerNormalization (the logits tests above 
   assert.ok(Math.abs(f - eps) <= 1e-7 * eps, `epsilon ${f}, the graph's ${eps}`);
 });
 
+test("a transpose that lowering staged for tfjs (rank 6, the patch embedding) renders as one Transpose with the IR's permutation", () => {
+  const compiled = compile(tiny);
+  const wide = compiled.graph.nodes.filter((n) => n.op === "transpose" && (n.attrs as { perm: number[] }).perm.length > 4);
+  assert.is(wide.length, 1, "the tiny ViT has one rank-6 transpose");
+  const staged = compiled.program.steps.filter((s) => s.node === wide[0]!.id && s.kernel === "tf.transpose");
+  assert.ok(staged.length >= 1 && staged.every((s) => (s.args[1] as { lit: number[] }).lit.length <= 4), "tfjs gets ≤ 4-D stages");
+  const model = onnxProto.onnx.ModelProto.decode(emitOnnx(compiled.program, compiled.plan, "tiny"));
+  const perms = model.graph!.node!.filter((n) => n.opType === "Transpose").map((n) => (n.attribute!.find((a) => a.name === "perm")!.ints as unknown[]).map(Number));
+  assert.equal(perms.filter((p) => p.length > 4), [[...(wide[0]!.attrs as { perm: number[] }).perm]]);
+});
+
 /** A Python that imports onnx, or the reason there is none. */
 function findOnnxPython(): { python: string } | { reason: string } {
   for (const python of ["python3", "/usr/bin/python3"]) {
