@@ -10,13 +10,17 @@
  *   examples/vit/results/merges.png            which patches merged into each final token, ToMe vs Turbo
  *
  *   npx tsx examples/vit/eval.ts [--weights examples/vit/weights/mnist_vit.safetensors]
- *       [--backend auto|wasm|cpu|tensorflow] [--batch 64] [--upsilons 8,16,…] [--thresholds 50,100]
+ *       [--backend auto|wasm|cpu|tensorflow|onnxruntime] [--threads N] [--batch 64] [--upsilons 8,16,…] [--thresholds 50,100]
  *       [--rounds 5] [--picture-upsilon N] [--out examples/vit] [--readme README.md] [--quick]
  *
  * Without --out/--quick it also rewrites the block of README.md between the
  * `mnist-results` markers (the headline table); `--readme ""` skips that.
  * `--quick` (development): every 4th test image, four Υ, one timing round, one
  * threshold, and output to a temporary directory unless `--out` is given.
+ *
+ * `--backend onnxruntime` compiles each model with its ONNX graph too and runs
+ * that on onnxruntime-node (`--threads`: its intra-op threads); everything
+ * else is the same.
  *
  * Accuracy is deterministic (fixed images, fixed programs, no randomness), so
  * a rerun gives the same accuracies; images/s depends on the machine's load.
@@ -29,7 +33,8 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { compile } from "../../compiler/compile.ts";
-import { load, type BackendChoice, type Model } from "../../runtime/mod.ts";
+import { emitOnnx } from "../../compiler/lower/emit_onnx.ts";
+import { load, type BackendChoice } from "../../runtime/mod.ts";
 import { fromHfVit, isHfVit, parseSafetensors } from "../../runtime/weights/mod.ts";
 import { vitConfigs, vitDims, type VitConfig } from "./config.ts";
 import { allMethods, mergeMethods, noMerging, SEMANTIC_ONLY_ALPHA, type MergeMethod, type MethodId } from "./merge_methods.ts";
@@ -51,7 +56,9 @@ const PICTURE_DIGITS = [0, 2, 3, 4, 5, 7, 9];
 
 interface Args {
   weights: string;
-  backend: BackendChoice;
+  backend: BackendChoice | "onnxruntime";
+  /** onnxruntime's intra-op threads. */
+  threads: number | undefined;
   batch: number;
   upsilons: number[];
   thresholds: number[];
@@ -69,6 +76,7 @@ function parse(argv: string[]): Args {
     options: {
       weights: { type: "string", default: DEFAULT_WEIGHTS },
       backend: { type: "string", default: "auto" },
+      threads: { type: "string" },
       batch: { type: "string", default: "64" },
       upsilons: { type: "string" },
       thresholds: { type: "string" },
@@ -91,7 +99,8 @@ function parse(argv: string[]): Args {
   if (upsilons.length === 0) throw new Error("--upsilons is empty");
   return {
     weights: values.weights!,
-    backend: values.backend as BackendChoice,
+    backend: values.backend as BackendChoice | "onnxruntime",
+    threads: values.threads === undefined ? undefined : int("threads", values.threads, 1),
     batch: int("batch", values.batch!, 1),
     upsilons,
     thresholds: list("thresholds", values.thresholds, quick ? [DEFAULT_THRESHOLDS[0]!] : DEFAULT_THRESHOLDS),
@@ -167,7 +176,30 @@ function compileToDir(spec: ReturnType<typeof vit>, method: MergeMethod, upsilon
   const compiled = compile(spec, turbo === undefined ? { source: "examples/vit/eval.ts" } : { source: "examples/vit/eval.ts", turbo: { ...turbo, ...extra } });
   const dir = mkdtempSync(join(tmpdir(), "turbograph-eval-"));
   writeFileSync(join(dir, "model.mjs"), compiled.module.js);
+  writeFileSync(join(dir, "model.onnx"), emitOnnx(compiled.program, compiled.plan, "examples/vit/eval.ts"));
   return { compiled, dir };
+}
+
+/** A loaded model on either kind of backend: tfjs (run() returns tensors) or onnxruntime (a promise). */
+interface Runner {
+  run(inputs: Record<string, tf.Tensor>): Promise<Record<string, tf.Tensor>>;
+  dispose(): Promise<void>;
+  /** The backend and why, for the results. */
+  info: string;
+}
+
+async function loadRunner(dir: string, weightBytes: Uint8Array, args: Args): Promise<Runner> {
+  const weights = { safetensors: new Uint8Array(weightBytes), source: args.weights };
+  if (args.backend === "onnxruntime") {
+    const m = await load(dir, { backend: "onnxruntime", weights, ...(args.threads === undefined ? {} : { threads: args.threads }) });
+    return { run: (inputs) => m.run(inputs), dispose: () => m.dispose(), info: `onnxruntime (${m.info.backend.reason}${args.threads === undefined ? "" : `; ${args.threads} intra-op threads`})` };
+  }
+  const m = await load(dir, { weights, backend: args.backend });
+  return {
+    run: async (inputs) => m.run(inputs),
+    dispose: async () => m.dispose(),
+    info: `${m.info.backend.name} (${m.info.backend.reason}${m.info.kernels.length > 0 ? `; turbograph kernels: ${m.info.kernels.join(", ")}` : ""})`,
+  };
 }
 
 function argmaxRows(values: Float32Array | Int32Array | Uint8Array, classes: number): number[] {
@@ -228,14 +260,14 @@ async function main(argv: string[]): Promise<number> {
 
   // 1. Accuracy: every model over the evaluated test images.
   const progress = new Progress({ total: runs.length * steps, logEverySeconds: 15 });
-  const models: Array<{ run: RunSpec; model: Model; result: Omit<RunResult, "imagesPerSecond" | "imagesPerSecondRange"> }> = [];
+  const models: Array<{ run: RunSpec; model: Runner; result: Omit<RunResult, "imagesPerSecond" | "imagesPerSecondRange"> }> = [];
   let baselineFlops = 0;
   let backendInfo = "";
   for (const [r, run] of runs.entries()) {
     const { compiled, dir } = compileToDir(spec, run.method, run.upsilon, run.threshold);
-    const model = await load(dir, { weights: { safetensors: new Uint8Array(weightBytes), source: args.weights }, backend: args.backend });
+    const model = await loadRunner(dir, weightBytes, args);
     rmSync(dir, { recursive: true, force: true });
-    backendInfo = `${model.info.backend.name} (${model.info.backend.reason}${model.info.kernels.length > 0 ? `; turbograph kernels: ${model.info.kernels.join(", ")}` : ""})`;
+    backendInfo = model.info;
     const plan = compiled.plan;
     const layers = plan.blocks.filter((b) => /^layer\.\d+$/.test(b.name));
     if (layers.length !== config.depth) throw new Error(`internal: the plan has ${layers.length} encoder blocks, the config ${config.depth}`);
@@ -245,7 +277,7 @@ async function main(argv: string[]): Promise<number> {
     for (let s = 0; s < steps; s++) {
       const b = Math.min(args.batch, count - s * args.batch);
       const pixels = tf.tensor4d(data.images.subarray(s * args.batch * per, (s * args.batch + b) * per), [b, 1, MNIST_SIZE, MNIST_SIZE]);
-      const out = model.run({ pixels });
+      const out = await model.run({ pixels });
       const pred = argmaxRows(out.logits!.dataSync() as Float32Array, config.classes);
       tf.dispose([pixels, ...Object.values(out)]);
       for (let i = 0; i < b; i++) {
@@ -281,8 +313,8 @@ async function main(argv: string[]): Promise<number> {
   // 2. Speed: the same fixed batch through every model, interleaved over rounds.
   const timingIndices = Array.from({ length: args.batch }, (_, i) => Math.floor((i * count) / args.batch));
   const timingPixels = tf.tensor4d(gatherBatch({ images: data.images, labels: data.labels, count } as MnistSplit, timingIndices).images, [args.batch, 1, MNIST_SIZE, MNIST_SIZE]);
-  const runOnce = async (model: Model) => {
-    const out = model.run({ pixels: timingPixels });
+  const runOnce = async (model: Runner) => {
+    const out = await model.run({ pixels: timingPixels });
     await out.logits!.data();
     tf.dispose(Object.values(out));
   };
@@ -308,7 +340,7 @@ async function main(argv: string[]): Promise<number> {
     imagesPerSecond: median(speeds[i]!),
     imagesPerSecondRange: [Math.min(...speeds[i]!), Math.max(...speeds[i]!)],
   }));
-  const backendName = tf.getBackend();
+  const backendName = args.backend === "onnxruntime" ? "onnxruntime" : tf.getBackend();
 
   // 3. Redundancy per block (Figure 3), eager forward pass of the unmerged model.
   const hf = parseSafetensors(new Uint8Array(weightBytes), args.weights);
@@ -333,15 +365,15 @@ async function main(argv: string[]): Promise<number> {
   const panels: MergePanel[] = inputPanels(picture.images, pictureIndices.length, "input", columns);
   for (const method of [mergeMethods.find((m) => m.id === "tome")!, mergeMethods.find((m) => m.id === "turbo-s1")!]) {
     const { dir } = compileToDir(spec, method, pictureUpsilon, 0, { trackSources: true });
-    const model = await load(dir, { weights: { safetensors: new Uint8Array(weightBytes), source: args.weights }, backend: args.backend });
+    const model = await loadRunner(dir, weightBytes, args);
     rmSync(dir, { recursive: true, force: true });
     const pixels = tf.tensor4d(picture.images, [pictureIndices.length, 1, MNIST_SIZE, MNIST_SIZE]);
-    const out = model.run({ pixels });
+    const out = await model.run({ pixels });
     const shape = out.sources!.shape as [number, number, number];
     const sources = out.sources!.dataSync();
     const preds = argmaxRows(out.logits!.dataSync() as Float32Array, config.classes);
     tf.dispose([pixels, ...Object.values(out)]);
-    model.dispose();
+    await model.dispose();
     const row = `${method.label}, Υ = ${pictureUpsilon}: ${shape[1]} tokens left`;
     rows.push(row);
     panels.push(...mergePanels(sources, shape, picture.images, config.patch, row, columns));
@@ -399,7 +431,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`updated the MNIST results block of ${args.readme}`);
   }
   console.error(`wrote ${join(args.out, "RESULTS.md")} and ${resultsDir}/{results.json,accuracy_vs_speed.png,redundancy.png,merges.png} in ${formatDuration(seconds)}`);
-  for (const m of models) m.model.dispose();
+  for (const m of models) await m.model.dispose();
   console.log(headline(args.upsilons, results).join("\n"));
   return 0;
 }
