@@ -78,6 +78,14 @@ export function runPasses(g: Graph, passes: readonly Pass[], options: CompileOpt
 
 const planShape = (s: Shape): PlanDim[] => s.map((d) => (typeof d === "number" ? d : { batch: d.batch }));
 
+/** The rows of the smallest table the token-id input `name` indexes (ids must be below it). */
+function vocabOf(g: Graph, name: string): number {
+  const id = g.nodes.find((n) => n.op === "input" && n.attrs.name === name)?.id;
+  const rows = g.nodes.filter((n) => n.op === "gather" && n.inputs[0] === id).map((n) => g.params.get(n.inputs[1] as string)!.shape[0] as number);
+  if (rows.length === 0) throw new Error(`internal: the i32 input "${name}" reaches no gather`);
+  return Math.min(...rows);
+}
+
 /** Compiles a traced graph: passes, cost, lowering, memory plan, module text. */
 export function compileGraph(traced: Graph, options: CompileOptions = {}): Compiled {
   if (options.verify) verify(traced, "trace");
@@ -92,7 +100,10 @@ export function compileGraph(traced: Graph, options: CompileOptions = {}): Compi
     format: "turbograph.plan/1",
     model: graph.name,
     batchName: graph.batch,
-    inputs: program.inputs.map((i) => ({ name: i.name, shape: planShape(i.shape), dtype: "float32" })),
+    inputs: program.inputs.map((i) => {
+      if (i.dtype === "f32") return { name: i.name, shape: planShape(i.shape), dtype: "float32" as const };
+      return { name: i.name, shape: planShape(i.shape), dtype: "int32" as const, vocab: vocabOf(graph, i.name) };
+    }),
     outputs: program.outputs.map((o) => ({ name: o.name, shape: planShape(o.shape), dtype: "float32" })),
     params: [...graph.params].map(([name, p]) => ({ name, shape: [...p.shape], dtype: "float32" })),
     flops: costs.total.flops,

@@ -9,7 +9,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 const show = (v: unknown): string => (v === undefined ? "missing" : `${JSON.stringify(v)?.slice(0, 40) ?? String(v)}`);
 
-function tensorProblem(t: unknown, at: string, batchAllowed: boolean): string | undefined {
+function tensorProblem(t: unknown, at: string, batchAllowed: boolean, idsAllowed = false): string | undefined {
   if (!isObject(t)) return `${at} is ${show(t)}, not an object`;
   if (typeof t.name !== "string") return `${at}.name is ${show(t.name)}, not a string`;
   if (!Array.isArray(t.shape)) return `${at}.shape is ${show(t.shape)}, not an array`;
@@ -17,7 +17,11 @@ function tensorProblem(t: unknown, at: string, batchAllowed: boolean): string | 
     const ok = isCount(d) || (batchAllowed && isObject(d) && isCount(d.batch) && d.batch > 0);
     if (!ok) return `${at}.shape[${i}] is ${show(d)}, not ${batchAllowed ? "a dimension (a count or { batch: k })" : "a count"}`;
   }
-  if (t.dtype !== "float32") return `${at}.dtype is ${show(t.dtype)}, not "float32"`;
+  if (idsAllowed && t.dtype === "int32") {
+    if (!isCount(t.vocab) || t.vocab === 0) return `${at}.vocab is ${show(t.vocab)}, not the count of token ids`;
+    return undefined;
+  }
+  if (t.dtype !== "float32") return `${at}.dtype is ${show(t.dtype)}, not ${idsAllowed ? '"float32" or "int32"' : '"float32"'}`;
   return undefined;
 }
 
@@ -31,7 +35,7 @@ export function planProblem(plan: unknown): string | undefined {
     const list = plan[field];
     if (!Array.isArray(list)) return `plan.${field} is ${show(list)}, not an array`;
     for (const [i, t] of list.entries()) {
-      const problem = tensorProblem(t, `plan.${field}[${i}]`, batchAllowed);
+      const problem = tensorProblem(t, `plan.${field}[${i}]`, batchAllowed, field === "inputs");
       if (problem !== undefined) return problem;
     }
   }

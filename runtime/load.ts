@@ -212,7 +212,10 @@ export function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tenso
     if (t === undefined) throw new LoadError(`run(): missing input "${spec.name}" of shape ${formatPlanShape(spec.shape, plan.batchName)}`);
     if (!(t instanceof tf.Tensor)) throw new LoadError(`run(): input "${spec.name}" is not a tf.Tensor`);
     if (t.isDisposed) throw new LoadError(`run(): input "${spec.name}" was disposed before run() was called`);
-    if (t.dtype !== "float32") throw new LoadError(`run(): input "${spec.name}" has dtype ${t.dtype} but float32 is expected`);
+    const dtype = spec.dtype ?? "float32";
+    if (t.dtype !== dtype) {
+      throw new LoadError(`run(): input "${spec.name}" has dtype ${t.dtype} but ${dtype} is expected${dtype === "int32" ? ` (token ids: tf.tensor(ids, shape, "int32"))` : ""}`);
+    }
     const bad = () => new LoadError(`run(): input "${spec.name}" has shape ${shapeText(t.shape)} but the plan expects ${formatPlanShape(spec.shape, plan.batchName)}`);
     if (t.shape.length !== spec.shape.length) throw bad();
     spec.shape.forEach((d, i) => {
@@ -229,6 +232,16 @@ export function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tenso
   }
   for (const name of Object.keys(inputs)) {
     if (!plan.inputs.some((i) => i.name === name)) throw new LoadError(`run(): unexpected input "${name}"; the model takes ${plan.inputs.map((i) => `"${i.name}"`).join(", ")}`);
+  }
+  // Token ids outside the table: tfjs would read past it (wasm) or throw from inside.
+  for (const spec of plan.inputs) {
+    if (spec.vocab === undefined) continue;
+    const t = inputs[spec.name]!;
+    const ids = t.dataSync();
+    const at = ids.findIndex((v) => !(v >= 0 && v < spec.vocab!));
+    if (at < 0) continue;
+    const index = t.shape.map((_, k) => Math.floor(at / t.shape.slice(k + 1).reduce((a, b) => a * b, 1)) % t.shape[k]!);
+    throw new LoadError(`run(): input "${spec.name}" holds token id ${ids[at]} at [${index.join(",")}]; ids must be in [0, ${spec.vocab}) (the embedding table has ${spec.vocab} rows)`);
   }
   return batch ?? 1;
 }

@@ -153,7 +153,9 @@ export async function loadOnnx(bytes: Uint8Array, options: OnnxLoadOptions & { s
       const feeds: Record<string, Ort.Tensor> = {};
       for (const spec of plan.inputs) {
         const t = inputs[spec.name]!;
-        feeds[spec.name] = new ort.Tensor("float32", t.dataSync() as Float32Array, t.shape);
+        feeds[spec.name] = spec.dtype === "int32"
+          ? new ort.Tensor("int32", t.dataSync() as Int32Array, t.shape)
+          : new ort.Tensor("float32", t.dataSync() as Float32Array, t.shape);
       }
       const results = await session.run(feeds);
       const out: Record<string, tf.Tensor> = {};

@@ -12,7 +12,10 @@ export type PlanDim = number | { readonly batch: number };
 export interface PlanTensor {
   readonly name: string;
   readonly shape: readonly PlanDim[];
-  readonly dtype: "float32";
+  /** float32, or int32 for token ids (inputs only). */
+  readonly dtype: "float32" | "int32";
+  /** For token ids: every id must be an integer in [0, vocab) (the smallest table they index). */
+  readonly vocab?: number;
 }
 
 export interface PlanLinear {

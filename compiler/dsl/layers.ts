@@ -50,6 +50,24 @@ export function linear(x: Tensor, out: number, o: LinearOptions): Tensor {
   return emit("linear", [x, w, param(`${o.name}.bias`, [out], "linear")], {});
 }
 
+export interface EmbeddingOptions {
+  /** Parameter prefix: creates `${name}.weight` [vocab, dim]. */
+  name: string;
+  /** Rows of the table: ids must lie in [0, vocab). */
+  vocab: number;
+  dim: number;
+}
+
+/** Token embedding: i32 ids [B, T] → rows of `${name}.weight` [B, T, dim]. */
+export function embedding(ids: Tensor, o: EmbeddingOptions): Tensor {
+  checkOptions("embedding", o);
+  if (!(ids instanceof Tensor)) throw new CompileError(`embedding "${o.name}": the ids are ${describe(ids)}, not a tensor`, here());
+  for (const k of ["vocab", "dim"] as const) {
+    if (!Number.isInteger(o[k]) || o[k] <= 0) throw new CompileError(`embedding "${o.name}": ${k} must be a positive integer, not ${describe(o[k])}`, here());
+  }
+  return emit("gather", [ids, param(`${o.name}.weight`, [o.vocab, o.dim], "embedding")], {});
+}
+
 export interface LayerNormOptions {
   name: string;
   eps?: number;

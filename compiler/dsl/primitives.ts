@@ -17,6 +17,8 @@ export const gelu = (x: Tensor): Tensor => emit("gelu", [x], {});
 export const log = (x: Tensor): Tensor => emit("log", [x], {});
 export const softmax = (x: Tensor): Tensor => emit("softmax", [x], {});
 export const matmul = (a: Tensor, b: Operand): Tensor => emit("matmul", [a, b], {});
+/** Rows of the parameter `table` [V, D] picked by the i32 token ids `ids` [...] → [..., D]. */
+export const gather = (table: string, ids: Tensor): Tensor => emit("gather", [ids, table], {});
 export const transpose = (x: Operand, perm: readonly number[]): Tensor => emit("transpose", [x], { perm: [...perm] });
 export const concat = (xs: readonly Operand[], axis: number): Tensor => emit("concat", xs, { axis });
 export const mean = (x: Tensor, axes: readonly number[], keepDims = false): Tensor =>

@@ -173,11 +173,19 @@ export function block<T>(name: string, fn: () => T): T {
   }
 }
 
+export interface InputOptions {
+  /** "f32" (default), or "i32" for token ids, which only `embedding()`/`gather()` reads. */
+  dtype?: "f32" | "i32";
+}
+
 /** A model input. Dims are numbers, or the model's batch name (at most once). */
-export function input(name: string, shape: readonly (number | string)[]): Tensor {
+export function input(name: string, shape: readonly (number | string)[], options: InputOptions = {}): Tensor {
   const t = currentTrace("input");
   const loc = here();
   if (typeof name !== "string" || name === "") throw new CompileError(`input: the name must be a non-empty string, not ${describe(name)}`, loc);
+  if (typeof options !== "object" || options === null) throw new CompileError(`input "${name}": the options are ${describe(options)}; pass { dtype: "i32" } or nothing`, loc);
+  const dtype = options.dtype ?? "f32";
+  if (dtype !== "f32" && dtype !== "i32") throw new CompileError(`input "${name}": dtype ${describe(dtype)} is not "f32" or "i32"`, loc);
   if (!Array.isArray(shape)) throw new CompileError(`input "${name}": the shape must be an array of dims, not ${describe(shape)}`, loc);
   const batch = t.builder.batch;
   let batchCount = 0;
@@ -197,7 +205,7 @@ export function input(name: string, shape: readonly (number | string)[]): Tensor
   if (t.builder.nodes.some((n) => n.op === "input" && n.attrs.name === name)) {
     throw new CompileError(`input "${name}" is declared twice`, loc);
   }
-  const type: TensorType = { dtype: "f32", shape: dims };
+  const type: TensorType = { dtype, shape: dims };
   const id = t.builder.nodes.length;
   t.builder.nodes.push({ id, op: "input", inputs: [], attrs: { name }, type });
   t.builder.meta.set(id, { loc });

@@ -17,6 +17,7 @@ export const opDocs = {
   scale: "x · value, value a compile-time constant",
   gelu: "exact GELU: 0.5·x·(1 + erf(x/√2))",
   log: "natural logarithm",
+  gather: "rows of a parameter table [V, D] picked by i32 ids [...] → [..., D] (an embedding lookup)",
   // ── normalisation
   layer_norm: "(x − mean)/√(var + eps) · weight + bias over the last axis",
   softmax: "softmax over the last axis",
@@ -78,6 +79,7 @@ export interface OpAttrs {
   scale: { readonly value: number };
   gelu: Record<string, never>;
   log: Record<string, never>;
+  gather: Record<string, never>;
   layer_norm: { readonly eps: number };
   softmax: Record<string, never>;
   linear: Record<string, never>;
@@ -108,6 +110,7 @@ export const arity: { readonly [K in Op]: readonly [number, number] } = {
   scale: [1, 1],
   gelu: [1, 1],
   log: [1, 1],
+  gather: [2, 2],
   layer_norm: [3, 3],
   softmax: [1, 1],
   linear: [2, 3],

@@ -250,10 +250,11 @@ class GraphReader {
   }
 
   private type(t: TypeAst): TensorType {
-    if (t.dtype.image !== "f32") fail(`Unknown dtype "${t.dtype.image}"; the IR has f32 only`, t.dtype);
+    const dtype = t.dtype.image;
+    if (dtype !== "f32" && dtype !== "i32") fail(`Unknown dtype "${dtype}"; the IR has f32, and i32 for token ids`, t.dtype);
     const shape = t.dims.map((d) => this.dim(d));
     if (shape.filter((d) => typeof d !== "number").length > 1) fail(`A type has at most one batch dimension`, t.dtype);
-    return { dtype: "f32", shape };
+    return { dtype, shape };
   }
 
   private value(v: ValueAst): unknown {
@@ -290,6 +291,7 @@ class GraphReader {
     const name = unquote(s.ref.image.slice(1));
     if (this.b.params.has(name)) fail(`Parameter @${name} is declared twice`, s.ref);
     const t = this.type(s.type);
+    if (t.dtype !== "f32") fail(`Parameter @${name} must be f32 (only inputs hold i32 token ids)`, s.type.dtype);
     const batchAt = t.shape.findIndex((d) => typeof d !== "number");
     if (batchAt >= 0) fail(`Parameter @${name} cannot have the batch dimension`, s.type.dims[batchAt]!.kind === "name" ? (s.type.dims[batchAt] as { name: Tok }).name : s.type.dtype);
     this.b.param(name, t.shape as number[], this.loc(s.ref));

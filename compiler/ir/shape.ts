@@ -55,6 +55,11 @@ const rules: { readonly [K in Op]: Rule<K> } = {
   },
   gelu: same,
   log: same,
+  gather: (ts, _a, batch) => {
+    const [ids, table] = ts as [TensorType, TensorType];
+    if (table.shape.length !== 2 || table.shape.some(isBatch)) throw new ShapeError(`the table must be a parameter [V, D], not ${fmt(table.shape, batch)}`);
+    return [...ids.shape, table.shape[1]!];
+  },
   softmax: same,
   layer_norm: (ts, a, batch) => {
     const [x, w, b] = ts as [TensorType, TensorType, TensorType];
@@ -240,9 +245,16 @@ const rules: { readonly [K in Op]: Rule<K> } = {
 
 /** Infers the result type of `op` applied to operands of the given types. */
 export function inferType<K extends Op>(op: K, operands: readonly TensorType[], attrs: OpAttrs[K], batch: string): TensorType {
-  for (const t of operands) {
-    if (t.dtype !== "f32") throw new ShapeError(`unsupported dtype ${t.dtype}`);
-  }
+  // Token ids (i32) go into gather's first operand and nowhere else; everything else is f32.
+  operands.forEach((t, i) => {
+    const want = op === "gather" && i === 0 ? "i32" : "f32";
+    if (t.dtype === want) return;
+    throw new ShapeError(
+      want === "i32"
+        ? `the ids must be i32 token ids, not ${t.dtype}; declare the input with { dtype: "i32" }`
+        : `operand ${i + 1} is ${t.dtype}${fmt(t.shape, batch)}: i32 token ids go through an embedding (gather) before any other op`,
+    );
+  });
   const rule = rules[op] as Rule<K>;
   return { dtype: "f32", shape: rule(operands, attrs, batch) };
 }

@@ -7,7 +7,8 @@
 
 export type Dim = number | { readonly batch: number };
 export type Shape = readonly Dim[];
-export type DType = "f32";
+/** f32 for every value but token ids, which are i32 and only `gather` reads. */
+export type DType = "f32" | "i32";
 
 export interface TensorType {
   readonly dtype: DType;
@@ -66,4 +67,4 @@ export function formatType(t: TensorType, batchName = "B"): string {
   return `${t.dtype}${formatShape(t.shape, batchName)}`;
 }
 
-export const bytesPerElement: Record<DType, number> = { f32: 4 };
+export const bytesPerElement: Record<DType, number> = { f32: 4, i32: 4 };

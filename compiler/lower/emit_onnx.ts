@@ -65,6 +65,8 @@ const kernelRules: Readonly<Record<string, KernelRule>> = {
   "tf.sub": binary("Sub"),
   "tf.mul": binary("Mul"),
   "tf.matMul": binary("MatMul"),
+  // tf.gather(table, ids): Gather on axis 0 takes the int32 ids as they are.
+  "tf.gather": (s, cx) => void cx.g.op("Gather", [cx.value(s.args[0]!), cx.value(s.args[1]!)], cx.name, [attr.int("axis", 0)], cx.output(s.out)),
   "tf.log": unary("Log"),
   "tf.square": (s, cx) => {
     const x = cx.value(s.args[0]!);
@@ -301,7 +303,7 @@ export function emitOnnx(program: Program, plan: Plan, source: string): Uint8Arr
     g.op("Identity", [v], `output/${o.name}`, [], o.name);
   }
   const inputs = [
-    ...program.inputs.map((i) => valueInfo(i.name, i.shape, program.batch)),
+    ...program.inputs.map((i) => valueInfo(i.name, i.shape, program.batch, i.dtype)),
     ...[...program.params].map(([name, p]) => valueInfo(name, p.shape, program.batch)),
   ];
   return encodeModel(g, {

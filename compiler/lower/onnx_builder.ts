@@ -15,7 +15,7 @@ type Attribute = InstanceType<typeof onnx.AttributeProto>;
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
 
-const { FLOAT, INT64 } = onnx.TensorProto.DataType;
+const { FLOAT, INT32, INT64 } = onnx.TensorProto.DataType;
 
 /** Attribute constructors: ONNX attributes are typed, so each kind has its own. */
 export const attr = {
@@ -43,13 +43,14 @@ function int64Tensor(name: string, dims: readonly number[], values: readonly num
 /** A dimension's ONNX name: the batch is `B`, a batch factor `B*17`. */
 export const dimParam = (batch: string, k: number): string => (k === 1 ? batch : `${batch}*${k}`);
 
-export function valueInfo(name: string, shape: Shape, batch: string): InstanceType<typeof onnx.ValueInfoProto> {
+/** A value's type: float32, or int32 for token ids. */
+export function valueInfo(name: string, shape: Shape, batch: string, dtype: "f32" | "i32" = "f32"): InstanceType<typeof onnx.ValueInfoProto> {
   const dim = shape.map((d) =>
     typeof d === "number" ? onnx.TensorShapeProto.Dimension.create({ dimValue: d }) : onnx.TensorShapeProto.Dimension.create({ dimParam: dimParam(batch, d.batch) })
   );
   return onnx.ValueInfoProto.create({
     name,
-    type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: FLOAT, shape: onnx.TensorShapeProto.create({ dim }) }) }),
+    type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: dtype === "i32" ? INT32 : FLOAT, shape: onnx.TensorShapeProto.create({ dim }) }) }),
   });
 }
 

@@ -7,7 +7,7 @@
 
 import { operandType, type AnyNode, type Graph, type Node, type Operand } from "../ir/graph.ts";
 import type { Op } from "../ir/ops.ts";
-import type { Shape, TensorType } from "../ir/types.ts";
+import type { DType, Shape, TensorType } from "../ir/types.ts";
 import { permuteShape, planTranspose } from "./transpose.ts";
 
 /** A JSON value written into the module as is. */
@@ -44,7 +44,7 @@ export interface Step {
 export interface Program {
   readonly name: string;
   readonly batch: string;
-  readonly inputs: readonly { readonly name: string; readonly tensor: string; readonly shape: Shape }[];
+  readonly inputs: readonly { readonly name: string; readonly tensor: string; readonly shape: Shape; readonly dtype: DType }[];
   readonly outputs: readonly { readonly name: string; readonly tensor: string; readonly shape: Shape }[];
   readonly params: Graph["params"];
   readonly steps: Step[];
@@ -79,6 +79,8 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
   // One kernel: a WebAssembly SIMD loop on wasm (runtime/kernels/gelu.ts), tfjs ops elsewhere.
   gelu: (n, cx) => cx.step("k.gelu", [cx.arg(n.inputs[0]!)], n.type.shape),
   log: unaryCall("tf.log"),
+  // tf.gather(table, ids): ids [..] → rows [.., D].
+  gather: (n, cx) => cx.step("tf.gather", [cx.arg(n.inputs[1]!), cx.arg(n.inputs[0]!)], n.type.shape),
   softmax: unaryCall("tf.softmax"),
   layer_norm: (n, cx) => {
     const [x, w, b] = n.inputs.map(cx.arg) as [Arg, Arg, Arg];
@@ -160,7 +162,7 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
 export function lower(g: Graph): Program {
   const steps: Step[] = [];
   const value = new Map<number, Arg>();
-  const inputs: { name: string; tensor: string; shape: Shape }[] = [];
+  const inputs: { name: string; tensor: string; shape: Shape; dtype: DType }[] = [];
   let current = -1;
   const multiResults = new Map<number, Map<string, Arg>>();
   const cx: LowerContext = {
@@ -197,7 +199,7 @@ export function lower(g: Graph): Program {
     current = n.id;
     if (n.op === "input") {
       const tensor = `x_${n.attrs.name.replace(/\W/g, "_")}`;
-      inputs.push({ name: n.attrs.name, tensor, shape: n.type.shape });
+      inputs.push({ name: n.attrs.name, tensor, shape: n.type.shape, dtype: n.type.dtype });
       value.set(n.id, { t: tensor });
       continue;
     }

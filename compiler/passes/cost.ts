@@ -52,6 +52,7 @@ const flopRules: { readonly [K in Op]: (n: AnyNode, ins: readonly TensorType[]) 
   scale: perElement(1),
   gelu: perElement(8),
   log: perElement(1),
+  gather: zero,
   layer_norm: perElement(8),
   softmax: perElement(5),
   linear: (n, ins) => {

@@ -61,7 +61,7 @@ function mergeProgram(c: Case, width: number, metricWidth: number): { program: P
   const program: Program = {
     name: "merge",
     batch: "B",
-    inputs,
+    inputs: inputs.map((i) => ({ ...i, dtype: "f32" as const })),
     outputs: outputs.map((o) => ({ ...o, name: `out.${o.name}` })),
     params: new Map(),
     steps: [{ out: "t0", kernel: "k.turboMerge", args: [{ obj: tensors }, { lit: c.options }], shape: [b, out, width], field: "x", extra, node: 0, dispose: [] }],
