@@ -29,19 +29,11 @@ import type { Compiled } from "../compiler/compile.ts";
 import { emitOnnx } from "../compiler/lower/emit_onnx.ts";
 import type { VitConfig } from "../examples/vit/config.ts";
 import { loadOnnx, type OnnxModel } from "../runtime/mod.ts";
+import { sessionOptions } from "../runtime/onnx_session.ts";
 import { encodeSafetensors, toHfVit, type WeightTensor } from "../runtime/weights/mod.ts";
 import { turboNodes } from "./turbo_share.ts";
 
 const exportScript = fileURLToPath(new URL("./torch_vit_export.py", import.meta.url));
-
-/** The session options every onnxruntime row uses (those `loadOnnx` sets, and the threads). */
-export const sessionOptions = (threads: number): Ort.InferenceSession.SessionOptions => ({
-  executionProviders: ["cpu"],
-  graphOptimizationLevel: "all",
-  executionMode: "sequential",
-  interOpNumThreads: 1,
-  intraOpNumThreads: threads,
-});
 
 /** Runs an onnxruntime session on a tf.Tensor input the way `OnnxModel.run` does; returns the logits. */
 async function runSession(ort: typeof Ort, session: Ort.InferenceSession, x: tf.Tensor): Promise<tf.Tensor> {
@@ -105,7 +97,8 @@ export interface OrtRow {
 
 /** The reference graph in a session with `threads` intra-op threads. */
 export async function referenceRow(ref: Reference, threads: number, x: tf.Tensor): Promise<OrtRow> {
-  const session = await ref.ort.InferenceSession.create(ref.bytes, sessionOptions(threads));
+  // The options loadOnnx gives our graph, so both rows run alike.
+  const session = await ref.ort.InferenceSession.create(ref.bytes, sessionOptions(["cpu"], threads));
   return {
     run: async () => (await runSession(ref.ort, session, x)).dispose(),
     logits: () => runSession(ref.ort, session, x),

@@ -189,10 +189,10 @@ async function ortVariants(
     agreement.push({ variant, against, relError });
     if (!(relError <= 1e-3)) throw new Error(`${name}: ${variant} disagrees with ${against}: largest logit difference ${relError.toExponential(2)} of the largest logit`);
   };
-  const flopsOf = (r: number) => compiled.find((c) => c.v.r === r)!;
+  const compiledAt = (r: number) => compiled.find((c) => c.v.r === r)!;
   const tgLogits = new Map<number, tf.Tensor>();
   for (const { r, threads } of plan.compiled) {
-    const c = flopsOf(r);
+    const c = compiledAt(r);
     const row = await turbographRow(c.compiled, threads, x, params);
     rows.push(row);
     const label = `onnxruntime, Υ = ${r}, ${threads} thread${threads > 1 ? "s" : ""}`;
@@ -221,7 +221,7 @@ async function ortVariants(
         const base = tgLogits.get(0);
         if (base !== undefined) check(label, "turbograph's Υ = 0 graph on onnxruntime", await relativeError(got, base));
         got.dispose();
-        variants.push({ name: label, engine: "onnxruntime", threads, r: null, times: [], mergeShare: [], flops: flopsOf(0).v.flops, flopsRatio: 1, run: row.run });
+        variants.push({ name: label, engine: "onnxruntime", threads, r: null, times: [], mergeShare: [], flops: compiledAt(0).v.flops, flopsRatio: 1, run: row.run });
       }
     }
   }

@@ -97,6 +97,17 @@ function weightBytes(w: { data: Float32Array } | tf.Tensor): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** The session options load() uses (before `sessionOptions` of its caller): full graph optimisation, one sequential inter-op thread. */
+export function sessionOptions(executionProviders: readonly string[], threads: number | undefined): Ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [...executionProviders],
+    graphOptimizationLevel: "all",
+    executionMode: "sequential",
+    interOpNumThreads: 1,
+    ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
+  };
+}
+
 /** Loads model.onnx bytes with weights into an onnxruntime session. */
 export async function loadOnnx(bytes: Uint8Array, options: OnnxLoadOptions & { source?: string }): Promise<OnnxModel> {
   const source = options.source ?? "model.onnx";
@@ -132,11 +143,7 @@ export async function loadOnnx(bytes: Uint8Array, options: OnnxLoadOptions & { s
   let session: Ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(bound, {
-      executionProviders: [...executionProviders],
-      graphOptimizationLevel: "all",
-      executionMode: "sequential",
-      interOpNumThreads: 1,
-      ...(options.threads === undefined ? {} : { intraOpNumThreads: options.threads }),
+      ...sessionOptions(executionProviders, options.threads),
       ...options.sessionOptions,
     });
   } catch (e) {

@@ -4,10 +4,11 @@
  * kernel the lowering produces, each a short run of standard ONNX ops, the
  * Turbo merge included (onnx_turbo_merge.ts). Where one IR node was lowered
  * to several steps that ONNX has as one op — layer_norm's nine steps are
- * opset 17's LayerNormalization — the run of steps is matched exactly and
+ * opset 17's LayerNormalization, a transpose above rank 4 that lowering
+ * staged for tfjs is one Transpose — the run of steps is matched exactly and
  * rendered as that op (`stepRuns`), so onnxruntime gets its fused kernel
- * instead of having to rediscover it (its own fusion does not recognise this
- * form).
+ * instead of having to rediscover it (its own fusion does not recognise these
+ * forms).
  *
  * The graph's inputs are the model inputs (the batch a symbolic dimension
  * named after the plan's batch, e.g. `B`) and then every parameter by its
@@ -155,7 +156,9 @@ interface StepRun {
   emit(cx: EmitContext): void;
 }
 
-const sameArg = (a: Arg | undefined, b: Arg): boolean => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+/** Equal as written in the program (args, shapes, perms are plain JSON values). */
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+const sameArg = (a: Arg | undefined, b: Arg): boolean => a !== undefined && same(a, b);
 const LAYER_NORM_KERNELS = ["tf.mean", "tf.sub", "tf.square", "tf.mean", "tf.add", "tf.rsqrt", "tf.mul", "tf.mul", "tf.add"] as const;
 
 /**
@@ -211,7 +214,6 @@ function stagedTransposeRun(steps: readonly Step[], i: number, shapeOf: (a: Arg)
   if (shape.length <= 4 || shape.length > 6) return undefined;
   const run = steps.slice(i, end);
   const last = run[run.length - 1]!;
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   for (const perm of permutations(shape.length)) {
     const stages = planTranspose(shape, perm);
     if (stages === undefined || stages.length !== stageCount || !same(last.shape, permuteShape(shape, perm))) continue;
