@@ -48,6 +48,7 @@ import { gatherBatch, loadMnist, MNIST_PIXELS, MNIST_SIZE, type MnistSplit } fro
 import { formatDuration, Progress } from "./progress.ts";
 import { ShardedGradients } from "./train_parallel.ts";
 import { gradientStep, setUpTraining } from "./train_step.ts";
+import { AdamW, learningRate, mulberry32, permutation } from "./training.ts";
 
 const USAGE = `usage: train_mnist.ts [--epochs N] [--batch N] [--lr X] [--min-lr X] [--wd X] [--warmup EPOCHS]
        [--shift PX] [--label-smoothing X] [--seed N] [--eval-every EPOCHS] [--workers N] [--backend wasm|cpu|auto]
@@ -134,30 +135,6 @@ function parseOptions(argv: string[]): { options: Options; config: VitConfig } {
   return { options, config };
 }
 
-/** mulberry32: uniform numbers in [0, 1) from a 32-bit seed. */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), state | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A Fisher–Yates permutation of 0..n-1. */
-function permutation(n: number, random: () => number): Uint32Array {
-  const p = new Uint32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const t = p[i]!;
-    p[i] = p[j]!;
-    p[j] = t;
-  }
-  return p;
-}
-
 /** Shifts each 28×28 image by a random (dx, dy) in [−max, max]², filling with 0. */
 function shiftImages(images: Float32Array, max: number, random: () => number): Float32Array {
   if (max === 0) return images;
@@ -177,57 +154,6 @@ function shiftImages(images: Float32Array, max: number, random: () => number): F
     }
   }
   return out;
-}
-
-/** Learning rate at a step: linear warmup, then cosine decay from `lr` to `minLr`. */
-function learningRate(step: number, total: number, warmup: number, lr: number, minLr: number): number {
-  if (step < warmup) return (lr * (step + 1)) / warmup;
-  const progress = (step - warmup) / Math.max(1, total - warmup);
-  return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * Math.min(1, progress)));
-}
-
-/** AdamW on a map of variables; weight decay only where `decay(name)` holds. */
-class AdamW {
-  readonly #m = new Map<string, tf.Variable>();
-  readonly #v = new Map<string, tf.Variable>();
-  #t = 0;
-  constructor(
-    private readonly params: Map<string, tf.Variable>,
-    private readonly decay: (name: string) => boolean,
-    private readonly beta1 = 0.9,
-    private readonly beta2 = 0.999,
-    private readonly eps = 1e-8,
-  ) {
-    for (const [name, p] of params) {
-      this.#m.set(name, tf.variable(tf.zerosLike(p), false));
-      this.#v.set(name, tf.variable(tf.zerosLike(p), false));
-    }
-  }
-
-  /** One step; returns the global gradient norm before clipping. */
-  step(grads: Record<string, tf.Tensor>, lr: number, weightDecay: number, clipNorm: number): number {
-    this.#t++;
-    const { beta1: b1, beta2: b2, eps } = this;
-    const names = [...this.params.keys()];
-    const norm = tf.tidy(() => Math.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))).dataSync()[0]!));
-    const scale = norm > clipNorm ? clipNorm / norm : 1;
-    const c1 = 1 - b1 ** this.#t;
-    const c2 = 1 - b2 ** this.#t;
-    tf.tidy(() => {
-      for (const name of names) {
-        const p = this.params.get(name)!;
-        const g = scale === 1 ? grads[name]! : tf.mul(grads[name]!, scale);
-        const m = this.#m.get(name)!;
-        const v = this.#v.get(name)!;
-        m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
-        v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
-        let update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
-        if (weightDecay > 0 && this.decay(name)) update = tf.add(update, tf.mul(p, weightDecay));
-        p.assign(tf.sub(p, tf.mul(update, lr)));
-      }
-    });
-    return norm;
-  }
 }
 
 /** Test-split accuracy and mean loss of the eager forward pass. */

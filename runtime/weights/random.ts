@@ -93,7 +93,7 @@ function hash(text: string): number {
 }
 
 /** The mulberry32 generator: uniform numbers in [0, 1) from a 32-bit state. */
-function mulberry32(state: number): () => number {
+export function mulberry32(state: number): () => number {
   return () => {
     state = (state + 0x6d2b79f5) | 0;
     let t = Math.imul(state ^ (state >>> 15), state | 1);
