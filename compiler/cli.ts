@@ -44,6 +44,7 @@ Options:
                    r=N (every block) | r=N:N:…:N (one per block) | r=N,inflect=X (ToMe's schedule)
                    threshold=N  alpha=X  scale=X  fusion=S1|S2|S3|S4  beta=X  gamma=N
                    metric=keys|queries  skip=I:J  cls=true|false  distill=true|false  protect=N
+                   semantic=N (the token whose attention row is the semantic value; default 0)
                    sizes=true (outputs size.<block>)  sources=true (output sources)
   -h, --help       show this help
 `;
@@ -97,7 +98,7 @@ export function parseTurbo(text: string): TurboOptions {
     if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`--turbo ${key}: "${x}" is not an integer`);
     return n;
   });
-  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "sizes", "sources"];
+  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "sizes", "sources"];
   for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`--turbo: unknown setting "${key}"; known: ${known.join(", ")}`);
   const rList = list("r");
   if (rList === undefined) throw new CompileError("--turbo needs r=N (tokens merged per block)");
@@ -124,6 +125,7 @@ export function parseTurbo(text: string): TurboOptions {
   set("cls", bool("cls"));
   set("distill", bool("distill"));
   set("protect", num("protect", true));
+  set("semanticToken", num("semantic", true));
   set("reportSizes", bool("sizes"));
   set("trackSources", bool("sources"));
   return o;
@@ -169,7 +171,7 @@ function locateArg(argv: readonly string[], e: CompileError, fallback: number): 
 }
 
 /** The CLI key of each Turbo pass option, for pointing at it in `--turbo`. */
-const turboKeys: Readonly<Record<string, string>> = { reportSizes: "sizes", trackSources: "sources" };
+const turboKeys: Readonly<Record<string, string>> = { reportSizes: "sizes", trackSources: "sources", semanticToken: "semantic" };
 
 /** Errors from compiling that are about the arguments (a Turbo option, a missing export) get the command line and a caret. */
 function locateCompileError(argv: readonly string[], o: CliOptions, e: unknown): unknown {

@@ -22,7 +22,7 @@ import { cse } from "./passes/cse.ts";
 import { dce } from "./passes/dce.ts";
 import { decomposeAttention } from "./passes/decompose_attention.ts";
 import { inferShapes } from "./passes/infer_shapes.ts";
-import { insertTurbo, type TurboOptions } from "./passes/insert_turbo.ts";
+import { insertTurboWithNotes, type TurboOptions } from "./passes/insert_turbo.ts";
 import { planMemory } from "./passes/plan_memory.ts";
 import { raiseAttentionWithNotes } from "./passes/raise_attention.ts";
 
@@ -60,7 +60,11 @@ export const pipeline = (options: CompileOptions = {}, notes: string[] = []): re
     notes.push(...r.notes);
     return r.graph;
   }] as const]),
-  ...(options.turbo === undefined ? [] : [["insert_turbo", (g: Graph) => insertTurbo(g, options.turbo!)] as const]),
+  ...(options.turbo === undefined ? [] : [["insert_turbo", (g: Graph) => {
+    const r = insertTurboWithNotes(g, options.turbo!);
+    notes.push(...r.notes);
+    return r.graph;
+  }] as const]),
   ["decompose_attention", decomposeAttention],
   ["canonicalize", canonicalize],
   ["cse", cse],

@@ -28,7 +28,7 @@ export const attrSchemas: { readonly [K in Op]?: Schema<K> } = {
   linear: {},
   matmul: {},
   attention: { heads: "int", bias: { optional: "bool" } },
-  cls_attention: { heads: "int" },
+  cls_attention: { heads: "int", query: { optional: "int" } },
   turbo_merge: {
     r: "int",
     alpha: "number",

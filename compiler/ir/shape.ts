@@ -146,6 +146,10 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     if (size !== undefined && !(size.shape.length === 3 && dimEq(size.shape[0]!, k.shape[0]!) && dimEq(size.shape[1]!, k.shape[1]!) && size.shape[2] === 1)) {
       throw new ShapeError(`size has shape ${fmt(size.shape, batch)} but the keys need ${fmt([k.shape[0]!, k.shape[1]!, 1], batch)}`);
     }
+    const row = a.query ?? 0;
+    if (!Number.isInteger(row) || row < 0 || typeof q.shape[1] !== "number" || row >= q.shape[1]) {
+      throw new ShapeError(`query ${row} is not a position of the ${fmt([q.shape[1]!], batch).slice(1, -1)} queries`);
+    }
     return [k.shape[0]!, k.shape[1]!];
   },
   turbo_merge: (ts, a, batch) => {

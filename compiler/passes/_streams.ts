@@ -135,43 +135,88 @@ export function parameterOnly(g: Graph): boolean[] {
 }
 
 /**
- * How many leading tokens (axis 1) of `x` were concatenated from parameters:
- * a class token, a distillation token, register tokens, in any nesting of
- * `concat`s, through per-token ops and front slices.
+ * Nodes computed from parameters and token ids alone (no float input): a
+ * text segment (embedded ids, a text class token, their position embedding)
+ * as well as everything `parameterOnly` accepts.
  */
-export function frontTokens(g: Graph, x: Operand, fromParams: readonly boolean[] = parameterOnly(g)): number {
-  if (typeof x === "string") return 0;
+export function textOrParameter(g: Graph): boolean[] {
+  const out: boolean[] = [];
+  for (const n of g.nodes) {
+    out.push(n.op === "input" ? n.type.dtype === "i32" : n.inputs.every((o) => typeof o === "string" || out[o]!));
+  }
+  return out;
+}
+
+/** Nodes computed from a token-id input (through a `gather`). */
+export function fromTokenIds(g: Graph): boolean[] {
+  const out: boolean[] = [];
+  for (const n of g.nodes) out.push((n.op === "input" && n.type.dtype === "i32") || n.inputs.some((o) => typeof o === "number" && out[o]!));
+  return out;
+}
+
+/** A run of leading tokens computed without the model's float inputs: `tokens` of them, made by `node`. */
+export interface FrontPiece {
+  readonly node: Operand;
+  readonly tokens: number;
+}
+
+/**
+ * The leading tokens (axis 1) of `x` that were concatenated from fixed
+ * pieces, in order: parameters (a class token, a distillation token,
+ * register tokens) or, with `fixed = textOrParameter(g)`, a text segment,
+ * in any nesting of `concat`s, through per-token ops and front slices.
+ */
+export function frontPieces(g: Graph, x: Operand, fixed: readonly boolean[] = parameterOnly(g)): FrontPiece[] {
+  if (typeof x === "string") return [];
   const n = g.nodes[x]!;
   const tokens = n.type.shape[1];
-  if (fromParams[x]) return typeof tokens === "number" ? tokens : 0;
+  if (fixed[x]) return typeof tokens === "number" ? [{ node: x, tokens }] : [];
   switch (n.op) {
     case "concat": {
-      if (n.attrs.axis !== 1) return 0;
-      let total = 0;
+      if (n.attrs.axis !== 1) return [];
+      const out: FrontPiece[] = [];
       for (const o of n.inputs) {
-        const f = frontTokens(g, o, fromParams);
-        total += f;
-        if (f !== operandType(g, o).shape[1]) break;
+        const f = frontPieces(g, o, fixed);
+        out.push(...f);
+        if (count(f) !== operandType(g, o).shape[1]) break;
       }
-      return total;
+      return out;
     }
-    case "slice":
-      if (n.attrs.axis !== 1) return frontTokens(g, n.inputs[0]!, fromParams);
-      return Math.max(0, Math.min(frontTokens(g, n.inputs[0]!, fromParams), n.attrs.end) - n.attrs.start);
+    case "slice": {
+      const inner = frontPieces(g, n.inputs[0]!, fixed);
+      if (n.attrs.axis !== 1) return inner;
+      const out: FrontPiece[] = [];
+      let at = 0;
+      for (const p of inner) {
+        const lo = Math.max(at, n.attrs.start);
+        const hi = Math.min(at + p.tokens, n.attrs.end);
+        if (hi > lo) out.push({ node: p.node, tokens: hi - lo });
+        at += p.tokens;
+      }
+      return out;
+    }
     case "add":
     case "mul": {
-      const streams = n.inputs.filter((o) => typeof o === "number" && !fromParams[o]);
-      return Math.min(...streams.map((o) => frontTokens(g, o, fromParams)));
+      const streams = n.inputs.filter((o) => typeof o === "number" && !fixed[o]).map((o) => frontPieces(g, o, fixed));
+      return streams.reduce((a, b) => (count(b) < count(a) ? b : a));
     }
     case "scale":
     case "gelu":
     case "log":
     case "layer_norm":
     case "linear":
-      return frontTokens(g, n.inputs[0]!, fromParams);
+    case "attention": // its output keeps the queries' positions (a block that did not merge)
+      return frontPieces(g, n.inputs[0]!, fixed);
     default:
-      return 0;
+      return [];
   }
+}
+
+const count = (pieces: readonly FrontPiece[]) => pieces.reduce((a, p) => a + p.tokens, 0);
+
+/** How many leading tokens of `x` were concatenated from fixed pieces (see `frontPieces`). */
+export function frontTokens(g: Graph, x: Operand, fixed: readonly boolean[] = parameterOnly(g)): number {
+  return count(frontPieces(g, x, fixed));
 }
 
 /** The token count of the first parameter piece at the front of `x` (1 for a lone class token), or 0. */

@@ -69,7 +69,8 @@ export function decomposeAttention(g: Graph): Graph {
       const [q0, k0, size] = node.inputs.map(ctx.map) as [Operand, Operand, Operand | undefined];
       const hs = headsOf(ctx, q0, node.attrs.heads);
       const m = ctx.b.type(k0).shape[1]!;
-      const first = ctx.add("scale", [ctx.add("slice", [q0], { axis: 1, start: 0, end: 1 })], { value: 1 / Math.sqrt(hs.d) });
+      const row = node.attrs.query ?? 0;
+      const first = ctx.add("scale", [ctx.add("slice", [q0], { axis: 1, start: row, end: row + 1 })], { value: 1 / Math.sqrt(hs.d) });
       const q = split(ctx, first, hs, 1, [0, 2, 1, 3], [1, hs.d]);
       const kT = split(ctx, k0, hs, m, [0, 2, 3, 1], [hs.d, m]);
       const p = probabilities(ctx, ctx.add("matmul", [q, kT], {}), size, hs, 1, m);

@@ -24,7 +24,7 @@ import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
 import { formatShape, type Dim } from "../ir/types.ts";
 import { analyseMergeSites, findMergeSites, type MergeSite } from "./_merge_sites.ts";
 import { rewrite, type RewriteContext } from "./_rewrite.ts";
-import { firstPiece, frontTokens, readsPosition0, type StreamAxis } from "./_streams.ts";
+import { firstPiece, frontPieces, fromTokenIds, readsPosition0, textOrParameter, type StreamAxis } from "./_streams.ts";
 
 export { analyseMergeSites, findMergeSites, type MergeSite };
 
@@ -56,6 +56,13 @@ export interface TurboOptions {
   distill?: boolean;
   /** Override: how many leading positions are protected (default: the parameter tokens at the front of the stream). */
   protect?: number;
+  /**
+   * Override: the position whose attention row is the semantic value I
+   * (default 0: the class token, which in a single-stream vision-language
+   * model is the text's). Must be a protected position, so that it holds the
+   * same token in every block.
+   */
+  semanticToken?: number;
   /** Add outputs `size.<block>` with each merge's token sizes [B, N', 1]. */
   reportSizes?: boolean;
   /** Add an output `sources` [B, N_final, N_0]: which original tokens each final token stands for. */
@@ -92,7 +99,7 @@ export function resolveSchedule(r: TurboSchedule, blocks: number): number[] {
   return Array.from({ length: blocks }, (_, i) => Math.floor(lo + (i * (hi - lo)) / (blocks - 1)));
 }
 
-function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "cls" | "distill" | "protect">> & Pick<TurboOptions, "cls" | "distill" | "protect"> & { skip: readonly number[] } {
+function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "cls" | "distill" | "protect" | "semanticToken">> & Pick<TurboOptions, "cls" | "distill" | "protect" | "semanticToken"> & { skip: readonly number[] } {
   const alpha = o.alpha ?? 5;
   const scale = o.scale ?? 30;
   const beta = o.beta ?? 1;
@@ -109,12 +116,14 @@ function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "
   if (metric !== "keys" && metric !== "queries") throw bad("metric", `"${metric}" is not "keys" or "queries"`);
   for (const s of o.skip ?? []) if (!Number.isInteger(s) || s < 0) throw bad("skip", `block index ${s} must be a non-negative integer`);
   if (o.protect !== undefined && !(Number.isInteger(o.protect) && o.protect >= 0)) throw bad("protect", `${o.protect} must be a non-negative integer`);
+  if (o.semanticToken !== undefined && !(Number.isInteger(o.semanticToken) && o.semanticToken >= 0)) throw bad("semanticToken", `${o.semanticToken} must be a non-negative integer`);
   return {
     alpha, scale, beta, gamma, threshold, fusion, metric,
     skip: o.skip ?? [],
     ...(o.cls === undefined ? {} : { cls: o.cls }),
     ...(o.distill === undefined ? {} : { distill: o.distill }),
     ...(o.protect === undefined ? {} : { protect: o.protect }),
+    ...(o.semanticToken === undefined ? {} : { semanticToken: o.semanticToken }),
     reportSizes: o.reportSizes ?? false,
     trackSources: o.trackSources ?? false,
   };
@@ -123,17 +132,40 @@ function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "
 /** Protection attributes of a merge that keeps the first `p` positions. */
 const guard = (p: number) => ({ cls: p >= 1, distill: p >= 2, protect: p });
 
+/** What the graph says about the front of the merged stream, and what the options make of it. */
+interface Protection {
+  /** Leading positions that never merge and never receive. */
+  protect: number;
+  /** Whether position 0 is a class token. */
+  cls: boolean;
+  /** The position whose attention row is the semantic value. */
+  semantic: number;
+  /** How many of the protected tokens came from token ids (a text segment). */
+  text: number;
+}
+
 /**
- * Which leading positions are protected and whether position 0 is the class
- * token (the semantic source): from the graph, unless an option overrides.
+ * Which leading positions are protected and which token's attention row is
+ * the semantic value: from the graph, unless an option overrides. The
+ * protected prefix is every token concatenated at the front of the stream
+ * from parameters or from token ids (a class token, register tokens, the
+ * text segment of a single-stream vision-language model).
  */
-function protection(g: Graph, site: MergeSite, streams: readonly (StreamAxis | undefined)[], origin: number, o: ReturnType<typeof validate>): { protect: number; cls: boolean } {
-  const front = frontTokens(g, site.stream);
+function protection(g: Graph, site: MergeSite, streams: readonly (StreamAxis | undefined)[], origin: number, o: ReturnType<typeof validate>): Protection {
+  const pieces = frontPieces(g, site.stream, textOrParameter(g));
+  const ids = fromTokenIds(g);
+  const front = pieces.reduce((a, p) => a + p.tokens, 0);
+  const text = pieces.filter((p) => typeof p.node === "number" && ids[p.node]).reduce((a, p) => a + p.tokens, 0);
   // Position 0 is the class token when it is a lone parameter token, or when the model reads it out.
   const cls = o.cls ?? (front >= 1 && (firstPiece(g, site.stream) === 1 || readsPosition0(g, streams, origin)));
   let protect = o.protect ?? (o.cls === false ? 0 : front);
   if (cls) protect = Math.max(protect, 1);
   if (o.distill === true) protect = Math.max(protect, 2);
+  const semantic = o.semanticToken ?? 0;
+  if (o.alpha !== 0 && o.semanticToken !== undefined) {
+    if (semantic >= protect) throw bad("semanticToken", `position ${semantic} is not protected (the first ${protect} positions are), so it would not hold the same token after a merge; name a protected position, or protect more with protect=k`);
+    return { protect, cls, semantic, text };
+  }
   if (o.alpha !== 0 && !cls) {
     const found = o.cls === false
       ? "the option cls=false says position 0 is not one"
@@ -142,7 +174,7 @@ function protection(g: Graph, site: MergeSite, streams: readonly (StreamAxis | u
       : `the ${front} parameter tokens at the front of the stream are protected, but position 0 is not a lone token and the model never reads it out as a class token`;
     throw bad("alpha", `model "${g.name}" has no class token to take the semantic value from (${found}); choose alpha=0 (plain ToMe: merge by redundancy alone), or cls=true to name position 0 as the class token whose attention row is the semantic value`);
   }
-  return { protect, cls };
+  return { protect, cls, semantic, text };
 }
 
 /** The token count of `o` at its stream axis in the old graph and in the new one, when they differ. */
@@ -154,6 +186,21 @@ interface Stale {
 }
 
 export function insertTurbo(g: Graph, options: TurboOptions): Graph {
+  return insertTurboWithNotes(g, options).graph;
+}
+
+/** What the protected tokens and the semantic value were found to be, as a sentence for the plan's `explain` list. */
+function protectionNote(p: Protection, alpha: number, scope: string): string {
+  const parts = p.text > 0 ? `${p.text} from token ids (the text segment)${p.protect > p.text ? `, ${p.protect - p.text} more from parameters` : ""}` : "the tokens concatenated at the front of the stream";
+  const what = p.protect === 0 ? "no token is protected" : `the first ${p.protect} tokens are protected (${parts})`;
+  const semantic = alpha === 0
+    ? "alpha=0: no semantic value (plain ToMe)"
+    : `the semantic value is the attention row of token ${p.semantic}${p.semantic === 0 ? (p.text > 0 ? " (the text class token)" : " (the class token)") : p.semantic < p.text ? " (a text token)" : ""}`;
+  return `merges from ${scope} on: ${what}; ${semantic}`;
+}
+
+/** `insertTurbo`, and a note on what it protected and where its semantic value comes from. */
+export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: Graph; notes: string[] } {
   const o = validate(options);
   const { sites, skipped, streams, origin } = analyseMergeSites(g);
   if (sites.length === 0 || origin === undefined) {
@@ -166,7 +213,9 @@ export function insertTurbo(g: Graph, options: TurboOptions): Graph {
   if (typeof first === "number" && o.threshold > first) {
     throw bad("threshold", `${o.threshold} is above the ${first} tokens entering the first block`);
   }
-  const { protect } = protection(g, sites[0]!, streams, origin, o);
+  const guarded = protection(g, sites[0]!, streams, origin, o);
+  const { protect } = guarded;
+  const notes = [protectionNote(guarded, o.alpha, sites[0]!.scope)];
   const siteAt = new Map(sites.map((s, i) => [s.residual, { site: s, index: i }]));
   const onStream = (x: Operand): x is number => typeof x === "number" && streams[x]?.origin === origin;
 
@@ -281,7 +330,8 @@ export function insertTurbo(g: Graph, options: TurboOptions): Graph {
     const operands: Operand[] = [id, metric, size];
     if (semantic) {
       const kSize = sizeOf(k);
-      operands.push(ctx.add("cls_attention", kSize === undefined ? [q, k] : [q, k, kSize], { heads }));
+      const query = guarded.semantic === 0 ? {} : { query: guarded.semantic };
+      operands.push(ctx.add("cls_attention", kSize === undefined ? [q, k] : [q, k, kSize], { heads, ...query }));
     }
     if (o.trackSources) {
       sources ??= ctx.add("eye", [], { shape: [b, tokens, tokens] });
@@ -302,5 +352,5 @@ export function insertTurbo(g: Graph, options: TurboOptions): Graph {
 
   const outputs = [...out.outputs, ...extraOutputs];
   if (o.trackSources && sources !== undefined && typeof sources === "number") outputs.push({ name: "sources", id: sources });
-  return { ...out, outputs };
+  return { graph: { ...out, outputs }, notes };
 }

@@ -67,7 +67,11 @@ for (const [core, reason] of nearMisses) {
 test("a near miss in one block does not stop the next block from raising and merging", () => {
   const spec = handwrittenVit(vitConfigs.tiny, "mixed", ["wrongScale", "einsumCore"]);
   const c = compile(spec, { verify: true, turbo: { r: 3, alpha: 0 } });
-  assert.equal(c.plan.explain, ["block layer.0: no merge — the logits are scaled by 0.2, not 1/√d_h = 0.25 (d_h = 16)", raisedNote(1)]);
+  assert.equal(c.plan.explain, [
+    "block layer.0: no merge — the logits are scaled by 0.2, not 1/√d_h = 0.25 (d_h = 16)",
+    raisedNote(1),
+    "merges from layer.1 on: no token is protected; alpha=0: no semantic value (plain ToMe)",
+  ]);
   assert.equal(c.plan.blocks.filter((b) => b.name.startsWith("layer.")).map((b) => [b.name, b.tokensIn, b.merged, b.tokensOut]), [
     ["layer.0", 17, 0, 17],
     ["layer.1", 17, 3, 14],
