@@ -40,6 +40,7 @@ import { vitConfigs, vitDims, type VitConfig } from "./config.ts";
 import { allMethods, mergeMethods, noMerging, SEMANTIC_ONLY_ALPHA, type MergeMethod, type MethodId } from "./merge_methods.ts";
 import { gatherBatch, loadMnist, MNIST_SIZE, type MnistSplit } from "./mnist_data.ts";
 import { inputPanels, mergePanels } from "./merge_picture.ts";
+import { argmaxRows, median, signTestP } from "./stats.ts";
 import { mergeSpec, redundancySpec, renderPng, speedSpec, type MergePanel } from "./plots.ts";
 import { formatDuration, Progress } from "./progress.ts";
 import { redundancyProfile, type RedundancyProfile } from "./redundancy.ts";
@@ -202,37 +203,7 @@ async function loadRunner(dir: string, weightBytes: Uint8Array, args: Args): Pro
   };
 }
 
-function argmaxRows(values: Float32Array | Int32Array | Uint8Array, classes: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < values.length / classes; i++) {
-    let best = 0;
-    for (let k = 1; k < classes; k++) if (values[i * classes + k]! > values[i * classes + best]!) best = k;
-    out.push(best);
-  }
-  return out;
-}
-
-/** Two-sided exact binomial (sign) test of b successes against c, p = 1/2: McNemar's exact test. */
-function signTestP(b: number, c: number): number {
-  const n = b + c;
-  if (n === 0) return 1;
-  const k = Math.min(b, c);
-  let logP = -n * Math.LN2; // log P(X = 0)
-  let tail = Math.exp(logP);
-  for (let i = 1; i <= k; i++) {
-    logP += Math.log((n - i + 1) / i);
-    tail += Math.exp(logP);
-  }
-  return Math.min(1, 2 * tail);
-}
-
 const pct = (v: number, digits = 2) => (100 * v).toFixed(digits);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
 async function main(argv: string[]): Promise<number> {
   const args = parse(argv);
   const started = new Date();

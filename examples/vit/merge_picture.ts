@@ -19,9 +19,17 @@ export function inputPanels(images: Float32Array, count: number, row: string, co
   }));
 }
 
+/** Where the patches are: the image size and the token of patch 0 (after the class token, or a text segment). */
+export interface PanelGeometry {
+  height: number;
+  width: number;
+  firstPatch: number;
+}
+
 /**
- * One panel per image of the batch. Token 0 is the class token; token
- * 1 + p is patch p of a `patch`×`patch` grid over the 28×28 digit.
+ * One panel per image of the batch. Token `firstPatch + p` is patch p of a
+ * `patch`×`patch` grid over the image, row-major (by default a 28×28 digit
+ * after one class token).
  */
 export function mergePanels(
   sources: Float32Array | Int32Array | Uint8Array,
@@ -30,10 +38,12 @@ export function mergePanels(
   patch: number,
   row: string,
   columns: readonly string[],
+  geometry: PanelGeometry = { height: MNIST_SIZE, width: MNIST_SIZE, firstPatch: 1 },
 ): MergePanel[] {
   const [batch, nFinal, nAll] = shape;
-  const per = MNIST_SIZE * MNIST_SIZE;
-  const grid = MNIST_SIZE / patch;
+  const { height, width, firstPatch } = geometry;
+  const per = height * width;
+  const grid = width / patch;
   const panels: MergePanel[] = [];
   for (let i = 0; i < batch; i++) {
     // owner[t] = the final token that original token t ended up in; size = how many it holds.
@@ -52,15 +62,15 @@ export function mergePanels(
     // Colour merged groups by a palette over the groups (in order of their first patch).
     const groupColor = new Map<number, [number, number, number]>();
     const groups: number[] = [];
-    for (let t = 1; t < nAll; t++) if (size[owner[t]!]! > 1 && !groups.includes(owner[t]!)) groups.push(owner[t]!);
+    for (let t = firstPatch; t < nAll; t++) if (size[owner[t]!]! > 1 && !groups.includes(owner[t]!)) groups.push(owner[t]!);
     const palette = tokenPalette(groups.length);
     groups.forEach((g, k) => groupColor.set(g, palette[k]!));
     const colors: string[] = [];
-    for (let y = 0; y < MNIST_SIZE; y++) {
-      for (let x = 0; x < MNIST_SIZE; x++) {
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
         const p = Math.floor(y / patch) * grid + Math.floor(x / patch);
-        const c = groupColor.get(owner[1 + p]!) ?? [0.55, 0.55, 0.55];
-        const shade = 0.3 + 0.7 * images[i * per + y * MNIST_SIZE + x]!;
+        const c = groupColor.get(owner[firstPatch + p]!) ?? [0.55, 0.55, 0.55];
+        const shade = 0.3 + 0.7 * images[i * per + y * width + x]!;
         colors.push(cssColor([c[0] * shade, c[1] * shade, c[2] * shade]));
       }
     }

@@ -121,19 +121,20 @@ export interface MergePanel {
   colors: readonly string[];
 }
 
-/** A grid of images drawn pixel by pixel: one titled row per method, one column per digit. */
-export function mergeSpec(panels: readonly MergePanel[], size: number, title: string, rowOrder: readonly string[], columnOrder: readonly string[]): TopLevelSpec {
+/** A grid of images (`size` pixels square, or [height, width]) drawn pixel by pixel: one titled row per method, one column per image. */
+export function mergeSpec(panels: readonly MergePanel[], size: number | readonly [number, number], title: string, rowOrder: readonly string[], columnOrder: readonly string[]): TopLevelSpec {
   const cell = 5;
+  const [height, width] = typeof size === "number" ? [size, size] : size;
   const rowSpec = (row: string, first: boolean) => ({
     title: { text: row, fontSize: 12, anchor: "start" as const },
-    data: { values: panels.filter((p) => p.row === row).flatMap((p) => p.colors.map((c, i) => ({ column: p.column, x: i % size, y: Math.floor(i / size), c }))) },
+    data: { values: panels.filter((p) => p.row === row).flatMap((p) => p.colors.map((c, i) => ({ column: p.column, x: i % width, y: Math.floor(i / width), c }))) },
     facet: {
       column: { field: "column", type: "nominal", title: null, sort: [...columnOrder], header: first ? { labelFontSize: 11 } : { labels: false } },
     },
     spacing: 8,
     spec: {
-      width: size * cell,
-      height: size * cell,
+      width: width * cell,
+      height: height * cell,
       // The stroke in the fill's colour closes the hairline seams between neighbouring cells.
       mark: { type: "rect", strokeWidth: 0.6 },
       encoding: {

@@ -27,6 +27,8 @@ export interface EagerVqaBlock {
   block: number;
   /** The attention probabilities of the block [B, heads, t, t], before its merge. */
   probs: tf.Tensor4D;
+  /** The block's keys averaged over heads [B, t, d_h] (the merge metric), before its merge. */
+  metric: tf.Tensor3D;
   /** Tokens after the block. */
   tokens: number;
 }
@@ -101,7 +103,7 @@ export function eagerVqa(c: VqaConfig, params: ReadonlyMap<string, tf.Tensor>, q
         }
       }
       x = tf.add(x, dense(gelu(dense(layerNorm(x, `${l}.ln2`), `${l}.mlp.fc1`, H)), `${l}.mlp.fc2`, D));
-      observe?.({ block: n, probs: probs4, tokens: x.shape[1] });
+      if (observe !== undefined) observe({ block: n, probs: probs4, metric: tf.mean(tf.reshape(kFlat, [B, t, heads, dh]), 2) as tf.Tensor3D, tokens: x.shape[1] });
     }
     const cls = tf.reshape(tf.slice(layerNorm(x, "norm"), [0, 0, 0], [B, 1, D]), [B, D]);
     return tf.add(tf.matMul(cls, get("head.weight") as tf.Tensor2D), get("head.bias")) as tf.Tensor2D;
