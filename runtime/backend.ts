@@ -1,13 +1,18 @@
 /**
- * Backend choice. Explicit (`"wasm"`, `"cpu"`, `"tensorflow"`) or automatic:
- * `tensorflow` when @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node can be
- * imported (optional peers, loaded with a guarded dynamic import), else
+ * Backend choice. Explicit (`"wasm"`, `"cpu"`, `"tensorflow"`, `"webgpu"`) or
+ * automatic: `tensorflow` when @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node
+ * can be imported (optional peers, loaded with a guarded dynamic import), else
  * `wasm`, else `cpu`. The choice and the reason are reported.
+ *
+ * `webgpu` is never chosen automatically: it needs a host with `navigator.gpu`
+ * (Deno with --unstable-webgpu, a browser), and where the only adapter is a
+ * software one (Mesa's llvmpipe) it is far slower than wasm (spec/pipeline.md,
+ * "Runtime hosts").
  */
 
 import * as tf from "@tensorflow/tfjs-core";
 
-export type BackendName = "tensorflow" | "wasm" | "cpu";
+export type BackendName = "tensorflow" | "wasm" | "cpu" | "webgpu";
 export type BackendChoice = BackendName | "auto";
 
 export interface BackendInfo {
@@ -50,6 +55,40 @@ async function registerCpu(): Promise<string | undefined> {
   return tryImport("@tensorflow/tfjs-backend-cpu");
 }
 
+interface GpuAdapterLike {
+  readonly isFallbackAdapter?: boolean;
+  readonly info?: { readonly description?: string; readonly vendor?: string; readonly isFallbackAdapter?: boolean };
+}
+
+/**
+ * WebGPU needs `navigator.gpu` and an adapter before tfjs's backend can start;
+ * each missing piece gets its own reason. Returns the adapter's description.
+ */
+async function registerWebgpu(): Promise<{ failure?: string; adapter?: string }> {
+  const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> } } | undefined)?.gpu;
+  if (gpu === undefined) {
+    const deno = (globalThis as { Deno?: unknown }).Deno !== undefined;
+    return {
+      failure: deno
+        ? "navigator.gpu is missing: run Deno with --unstable-webgpu"
+        : "this runtime has no WebGPU (navigator.gpu): use Deno (npx deno run --unstable-webgpu -A …) or a browser with WebGPU; Node has none",
+    };
+  }
+  let adapter: GpuAdapterLike | null = null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    return { failure: `navigator.gpu.requestAdapter() failed (${e instanceof Error ? e.message : String(e)})` };
+  }
+  if (adapter === null) {
+    return { failure: "navigator.gpu.requestAdapter() found no adapter: no GPU driver and no software Vulkan (on Debian: apt-get install mesa-vulkan-drivers)" };
+  }
+  const failure = await tryImport("@tensorflow/tfjs-backend-webgpu");
+  const fallback = adapter.isFallbackAdapter ?? adapter.info?.isFallbackAdapter;
+  const description = adapter.info?.description || adapter.info?.vendor || "unnamed adapter";
+  return { failure, adapter: `${description}${fallback === true ? ", a software fallback adapter" : ""}` };
+}
+
 /** Selects and initialises a tfjs backend; returns which one and why. */
 export async function selectBackend(choice: BackendChoice = "auto"): Promise<BackendInfo> {
   quiet();
@@ -67,7 +106,12 @@ export async function selectBackend(choice: BackendChoice = "auto"): Promise<Bac
     if (failure === undefined && (await activate(choice))) return { name: choice, reason: "requested" };
     throw new BackendError(`Backend "${choice}" was requested but could not be initialised${failure ? ` (${failure})` : ""}`);
   }
-  if (choice !== "auto") throw new BackendError(`Unknown backend "${String(choice)}"; expected "auto", "tensorflow", "wasm" or "cpu"`);
+  if (choice === "webgpu") {
+    const { failure, adapter } = await registerWebgpu();
+    if (failure === undefined && (await activate("webgpu"))) return { name: "webgpu", reason: `requested; adapter: ${adapter}` };
+    throw new BackendError(`Backend "webgpu" was requested but could not be initialised (${failure ?? `tfjs could not start it on ${adapter}`})`);
+  }
+  if (choice !== "auto") throw new BackendError(`Unknown backend "${String(choice)}"; expected "auto", "tensorflow", "wasm", "cpu" or "webgpu"`);
 
   const gpu = await tryImport("@tensorflow/tfjs-node-gpu");
   if (gpu === undefined && (await activate("tensorflow"))) return { name: "tensorflow", reason: "auto: @tensorflow/tfjs-node-gpu is installed" };

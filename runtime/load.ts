@@ -73,6 +73,12 @@ export interface Model {
   readonly info: ModelInfo;
   /** Runs the program; the caller owns (and disposes) the returned tensors. */
   run(inputs: Readonly<Record<string, tf.Tensor>>): Record<string, tf.Tensor>;
+  /**
+   * run() whose input checks read token ids with `await data()`: the form to
+   * use on WebGPU, where synchronous reads of GPU tensors fail. The outputs
+   * are the same tensors run() returns; read them with `await t.data()`.
+   */
+  runAsync(inputs: Readonly<Record<string, tf.Tensor>>): Promise<Record<string, tf.Tensor>>;
   /** Predicted peak activation bytes for a batch size, from the plan. */
   predictedPeakBytes(batch: number): number;
   /** Frees the weights it uploaded (borrowed tf.Tensor weights stay the caller's). */
@@ -139,7 +145,7 @@ export function resolveWeights(plan: Plan, source: WeightsSource): Map<string, W
 }
 
 /** Checks weight names, shapes and dtypes against the plan; a mismatch is a LoadError listing each problem. */
-export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string } = {}): void {
+export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor | tf.Tensor>, options: { source?: string } = {}): void {
   const problems: string[] = [];
   const wanted = new Map(plan.params.map((p) => [p.name, p]));
   for (const p of plan.params) {
@@ -165,10 +171,18 @@ export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor
     if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
     throw new LoadError(`Weights${options.source === undefined ? "" : ` from ${options.source}`} do not match the plan of "${plan.model}":\n  ${shown.join("\n  ")}`);
   }
+}
+
+/**
+ * Refuses weights holding NaN or ±Infinity (one of them turns every output
+ * into NaN) unless `allowNonFinite`. tf.Tensor weights are read with
+ * `await data()`: synchronous reads fail on WebGPU.
+ */
+export async function checkFinite(plan: Plan, given: ReadonlyMap<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string } = {}): Promise<void> {
   if (options.allowNonFinite === true) return;
   for (const p of plan.params) {
     const w = given.get(p.name)!;
-    const bad = nonFinite(w instanceof tf.Tensor ? w.dataSync() : w.data);
+    const bad = nonFinite(w instanceof tf.Tensor ? await w.data() : w.data);
     if (bad.first < 0) continue;
     const counts = [bad.nan > 0 ? `${bad.nan} NaN` : "", bad.inf > 0 ? `${bad.inf} infinite` : ""].filter((x) => x !== "").join(" and ");
     throw new LoadError(
@@ -182,8 +196,9 @@ export function checkWeights(plan: Plan, given: ReadonlyMap<string, WeightTensor
  * Checks names, shapes and dtypes against the plan and uploads the weights;
  * tf.Tensors given are borrowed as they are (LoadOptions.weights).
  */
-function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string }): { tensors: Record<string, tf.Tensor>; owned: tf.Tensor[]; borrowed: [string, tf.Tensor][] } {
+async function bindWeights(plan: Plan, given: Map<string, WeightTensor | tf.Tensor>, options: { allowNonFinite?: boolean; source?: string }): Promise<{ tensors: Record<string, tf.Tensor>; owned: tf.Tensor[]; borrowed: [string, tf.Tensor][] }> {
   checkWeights(plan, given, options);
+  await checkFinite(plan, given, options);
   const tensors: Record<string, tf.Tensor> = {};
   const owned: tf.Tensor[] = [];
   const borrowed: [string, tf.Tensor][] = [];
@@ -233,17 +248,55 @@ export function checkInputs(plan: Plan, inputs: Readonly<Record<string, tf.Tenso
   for (const name of Object.keys(inputs)) {
     if (!plan.inputs.some((i) => i.name === name)) throw new LoadError(`run(): unexpected input "${name}"; the model takes ${plan.inputs.map((i) => `"${i.name}"`).join(", ")}`);
   }
-  // Token ids outside the table: tfjs would read past it (wasm) or throw from inside.
+  return batch ?? 1;
+}
+
+/** The error for a token id outside [0, vocab), or undefined when every id is inside. */
+function tokenIdProblem(name: string, shape: readonly number[], ids: ArrayLike<number>, vocab: number): LoadError | undefined {
+  let at = -1;
+  for (let i = 0; i < ids.length; i++) {
+    const v = ids[i]!;
+    if (!(v >= 0 && v < vocab)) {
+      at = i;
+      break;
+    }
+  }
+  if (at < 0) return undefined;
+  const index = shape.map((_, k) => Math.floor(at / shape.slice(k + 1).reduce((a, b) => a * b, 1)) % shape[k]!);
+  return new LoadError(`run(): input "${name}" holds token id ${ids[at]} at [${index.join(",")}]; ids must be in [0, ${vocab}) (the embedding table has ${vocab} rows)`);
+}
+
+/**
+ * Token ids outside the table: tfjs would read past it (wasm) or throw from
+ * inside. Reads the ids synchronously; on WebGPU, where ids computed on the GPU
+ * cannot be read that way, the error points at `runAsync()`.
+ */
+export function checkTokenIds(plan: Plan, inputs: Readonly<Record<string, tf.Tensor>>): void {
   for (const spec of plan.inputs) {
     if (spec.vocab === undefined) continue;
     const t = inputs[spec.name]!;
-    const ids = t.dataSync();
-    const at = ids.findIndex((v) => !(v >= 0 && v < spec.vocab!));
-    if (at < 0) continue;
-    const index = t.shape.map((_, k) => Math.floor(at / t.shape.slice(k + 1).reduce((a, b) => a * b, 1)) % t.shape[k]!);
-    throw new LoadError(`run(): input "${spec.name}" holds token id ${ids[at]} at [${index.join(",")}]; ids must be in [0, ${spec.vocab}) (the embedding table has ${spec.vocab} rows)`);
+    let ids: ArrayLike<number>;
+    try {
+      ids = t.dataSync();
+    } catch (e) {
+      throw new LoadError(
+        `run(): token ids "${spec.name}" cannot be read synchronously on backend ${tf.getBackend()} (${e instanceof Error ? e.message : String(e)}); use \`await model.runAsync(inputs)\``,
+        { cause: e },
+      );
+    }
+    const problem = tokenIdProblem(spec.name, t.shape, ids, spec.vocab);
+    if (problem !== undefined) throw problem;
   }
-  return batch ?? 1;
+}
+
+/** checkTokenIds with `await data()`: works on every backend. */
+export async function checkTokenIdsAsync(plan: Plan, inputs: Readonly<Record<string, tf.Tensor>>): Promise<void> {
+  for (const spec of plan.inputs) {
+    if (spec.vocab === undefined) continue;
+    const t = inputs[spec.name]!;
+    const problem = tokenIdProblem(spec.name, t.shape, await t.data(), spec.vocab);
+    if (problem !== undefined) throw problem;
+  }
 }
 
 /** Loads a compiled module (the imported module object) with weights on a backend. */
@@ -256,30 +309,42 @@ export async function loadModule(compiled: unknown, options: LoadOptions, source
   const plan = compiled.plan;
   const programKernels: Kernels = { ...kernels, ...options.kernels };
   const weightsSource = typeof options.weights === "object" && options.weights !== null && "safetensors" in options.weights ? options.weights.source : undefined;
-  const weights = bindWeights(plan, resolveWeights(plan, options.weights), { allowNonFinite: options.allowNonFinite, source: weightsSource });
+  const weights = await bindWeights(plan, resolveWeights(plan, options.weights), { allowNonFinite: options.allowNonFinite, source: weightsSource });
   let disposed = false;
+  const start = (inputs: Readonly<Record<string, tf.Tensor>>): number => {
+    if (disposed) throw new LoadError("run(): the model was disposed");
+    const gone = weights.borrowed.find(([, t]) => t.isDisposed);
+    if (gone !== undefined) throw new LoadError(`run(): weight "${gone[0]}" was disposed after load(); tf.Tensor weights are borrowed, so keep them alive as long as the model`);
+    return checkInputs(plan, inputs);
+  };
+  const execute = (inputs: Readonly<Record<string, tf.Tensor>>, batch: number): Record<string, tf.Tensor> => {
+    let out: Record<string, tf.Tensor>;
+    try {
+      out = compiled.forward(tf, weights.tensors, inputs, programKernels);
+    } catch (e) {
+      throw new LoadError(`run(): model "${plan.model}" failed at batch ${batch}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+    for (const o of plan.outputs) {
+      const t = out?.[o.name];
+      if (!(t instanceof tf.Tensor)) throw new LoadError(`run(): the module's forward() returned no tensor for output "${o.name}"; was model.mjs edited?`);
+      const want = o.shape.map((d) => dimValue(d, batch));
+      if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+        throw new Error(`internal: output "${o.name}" has shape ${shapeText(t.shape)} but the plan promised ${shapeText(want)}`);
+      }
+    }
+    return out;
+  };
   return {
     info: { backend, kernels: installed, plan },
     run(inputs) {
-      if (disposed) throw new LoadError("run(): the model was disposed");
-      const gone = weights.borrowed.find(([, t]) => t.isDisposed);
-      if (gone !== undefined) throw new LoadError(`run(): weight "${gone[0]}" was disposed after load(); tf.Tensor weights are borrowed, so keep them alive as long as the model`);
-      const batch = checkInputs(plan, inputs);
-      let out: Record<string, tf.Tensor>;
-      try {
-        out = compiled.forward(tf, weights.tensors, inputs, programKernels);
-      } catch (e) {
-        throw new LoadError(`run(): model "${plan.model}" failed at batch ${batch}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      }
-      for (const o of plan.outputs) {
-        const t = out?.[o.name];
-        if (!(t instanceof tf.Tensor)) throw new LoadError(`run(): the module's forward() returned no tensor for output "${o.name}"; was model.mjs edited?`);
-        const want = o.shape.map((d) => dimValue(d, batch));
-        if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-          throw new Error(`internal: output "${o.name}" has shape ${shapeText(t.shape)} but the plan promised ${shapeText(want)}`);
-        }
-      }
-      return out;
+      const batch = start(inputs);
+      checkTokenIds(plan, inputs);
+      return execute(inputs, batch);
+    },
+    async runAsync(inputs) {
+      const batch = start(inputs);
+      await checkTokenIdsAsync(plan, inputs);
+      return execute(inputs, batch);
     },
     predictedPeakBytes: (batch) => predictedPeakBytes(plan, batch),
     dispose() {

@@ -16,7 +16,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type * as Ort from "onnxruntime-node";
 import { dimValue, predictedPeakBytes, type Plan } from "../compiler/contract/plan.ts";
 import { BackendError } from "./backend.ts";
-import { checkInputs, checkWeights, LoadError, resolveWeights, type WeightsSource } from "./load.ts";
+import { checkFinite, checkInputs, checkTokenIds, checkWeights, LoadError, resolveWeights, type WeightsSource } from "./load.ts";
 
 /** The metadata key under which turbo-compile stores the plan in model.onnx. */
 const PLAN_KEY = "turbograph.plan";
@@ -122,6 +122,7 @@ export async function loadOnnx(bytes: Uint8Array, options: OnnxLoadOptions & { s
   }
   const given = resolveWeights(plan, options.weights);
   checkWeights(plan, given);
+  await checkFinite(plan, given);
   const graph = model.graph;
   if (graph === null || graph === undefined) throw new LoadError(`${source} has no graph`);
   const params = new Set(plan.params.map((p) => p.name));
@@ -157,6 +158,7 @@ export async function loadOnnx(bytes: Uint8Array, options: OnnxLoadOptions & { s
     async run(inputs) {
       if (disposed) throw new LoadError("run(): the model was disposed");
       const batch = checkInputs(plan, inputs);
+      checkTokenIds(plan, inputs);
       const feeds: Record<string, Ort.Tensor> = {};
       for (const spec of plan.inputs) {
         const t = inputs[spec.name]!;

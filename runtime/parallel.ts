@@ -45,6 +45,9 @@ const batchAxis = (shape: Plan["inputs"][number]["shape"]) => shape.findIndex((d
 
 export async function loadParallel(compiledDir: string, options: ParallelOptions): Promise<ParallelModel> {
   const { workers: count, ...loadOptions } = options;
+  if ("Deno" in globalThis) {
+    throw new LoadError("loadParallel(): worker-thread parallelism is Node-only (its workers start through Node's TypeScript loader); under Deno use load() once per process, or run it from Node");
+  }
   if (!Number.isInteger(count) || count < 1) throw new LoadError(`loadParallel(): workers ${count} must be a positive integer`);
   const compiled = await importCompiled(compiledDir);
   if (!isCompiledModule(compiled)) throw new LoadError(`"${compiledDir}" does not hold a turbograph compiled model`);

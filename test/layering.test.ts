@@ -61,4 +61,31 @@ test("the contract imports nothing but itself", () => {
   }
 });
 
+/** Every bare (package or `node:`) specifier a file imports, statically or with import(). */
+function packageImports(file: string): string[] {
+  const text = readFileSync(file, "utf8");
+  const found: string[] = [];
+  const re = /(?:^|\n)\s*(?:import|export)[^"';]*?from\s*["']([^."'][^"']*)["']|import\(\s*["']([^."'][^"']*)["']\s*\)/g;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) found.push(m[1] ?? m[2]!);
+  return found;
+}
+
+test("runtime/web.ts and all it imports use no node: module (it must load in a browser)", () => {
+  const seen = new Set<string>();
+  const queue = ["runtime/web.ts"];
+  const bad: string[] = [];
+  while (queue.length > 0) {
+    const file = queue.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const pkg of packageImports(join(root, file))) {
+      if (pkg.startsWith("node:") || !pkg.startsWith("@tensorflow/")) bad.push(`${file} → ${pkg}`);
+    }
+    for (const target of imports(join(root, file))) queue.push(target);
+  }
+  assert.equal(bad, []);
+  assert.ok(seen.has("runtime/load.ts") && seen.has("runtime/backend.ts") && seen.has("compiler/contract/plan.ts"), `the walk missed the loader: ${[...seen].join(", ")}`);
+  assert.not.ok(seen.has("runtime/node_io.ts"), "web.ts reaches node_io.ts");
+});
+
 test.run();

@@ -88,7 +88,7 @@ test("`turbo-compile` exits 2 for a missing spec file and a bad option", () => {
       status = err.status;
       stderr = err.stderr.toString();
     }
-    assert.is(status, 2, args.join(" "));
+    assert.is(status, 2, `${args.join(" ")}: ${stderr}`);
     assert.match(stderr, /^turbo-compile: error: /);
   }
 });

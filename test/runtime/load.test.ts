@@ -3,11 +3,13 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 import { vitConfigs } from "../../examples/vit/config.ts";
 import { tiny } from "../../examples/vit/vit.ts";
 import { BackendError, load, LoadError, selectBackend } from "../../runtime/mod.ts";
+import { load as loadWeb } from "../../runtime/web.ts";
 import { encodeSafetensors, randomWeights, toHfVit, type WeightTensor } from "../../runtime/weights/mod.ts";
 import { compileToDir, pixels, tempDir } from "../_helpers.ts";
 
@@ -43,6 +45,33 @@ test("`load()` reads a Hugging Face ViT safetensors file and gives the same logi
   const yc = c.run({ pixels: input }).logits!.dataSync();
   assert.equal(Array.from(yb), Array.from(ya));
   assert.equal(Array.from(yc), Array.from(ya));
+});
+
+test("a browser-style load from bytes ({ module, weights }) and a file: URL give the folder's logits", async () => {
+  const ownPath = join(files, "bytes.safetensors");
+  const bytes = encodeSafetensors(weights);
+  writeFileSync(ownPath, bytes);
+  const text = readFileSync(join(dir, "model.mjs"), "utf8");
+  const fromDir = await load(dir, { weights, backend: "wasm" });
+  const fromText = await loadWeb({ module: text, weights: bytes, source: "upload" }, { backend: "wasm" });
+  const fromUtf8 = await load({ module: new TextEncoder().encode(text), weights: bytes }, { backend: "wasm" });
+  const fromUrl = await load(pathToFileURL(dir), { weights: pathToFileURL(ownPath), backend: "wasm" });
+  const input = x();
+  const want = Array.from(fromDir.run({ pixels: input }).logits!.dataSync());
+  for (const [name, m] of [["text", fromText], ["utf8", fromUtf8], ["url", fromUrl]] as const) {
+    assert.equal(Array.from(m.run({ pixels: input }).logits!.dataSync()), want, name);
+  }
+  assert.equal(Array.from((await fromText.runAsync({ pixels: input })).logits!.dataSync()), want, "runAsync");
+});
+
+test("a load from bytes names a module that is not one and weights that do not fit", async () => {
+  const bytes = encodeSafetensors(weights);
+  await rejects(() => loadWeb({ module: "export const plan = ;", weights: bytes, source: "upload.mjs" }), /upload\.mjs cannot be imported as a module \(SyntaxError/);
+  await rejects(() => loadWeb({ module: "", weights: bytes }), /<bytes>: the module text is empty/);
+  await rejects(() => loadWeb({ module: "export const x = 1;", weights: bytes, source: "x.mjs" }), /x\.mjs/);
+  const text = readFileSync(join(dir, "model.mjs"), "utf8");
+  await rejects(() => loadWeb({ module: text, weights: bytes.subarray(0, 40), source: "cut" }), /cut weights/);
+  await rejects(() => loadWeb("not a url at all", { weights: { random: 1 } }), /is not a URL/);
 });
 
 test("`load()` names a mis-shaped, a missing and an unexpected weight", async () => {
