@@ -83,7 +83,8 @@ async function registerWebgpu(): Promise<{ failure?: string; adapter?: string }>
   if (adapter === null) {
     return { failure: "navigator.gpu.requestAdapter() found no adapter: no GPU driver and no software Vulkan (on Debian: apt-get install mesa-vulkan-drivers)" };
   }
-  const failure = await tryImport("@tensorflow/tfjs-backend-webgpu");
+  const missing = await tryImport("@tensorflow/tfjs-backend-webgpu");
+  const failure = missing === undefined ? undefined : `${missing}; the webgpu backend is an optional peer dependency: npm install @tensorflow/tfjs-backend-webgpu@4.22.0`;
   const fallback = adapter.isFallbackAdapter ?? adapter.info?.isFallbackAdapter;
   const description = adapter.info?.description || adapter.info?.vendor || "unnamed adapter";
   return { failure, adapter: `${description}${fallback === true ? ", a software fallback adapter" : ""}` };

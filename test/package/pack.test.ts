@@ -71,13 +71,17 @@ const model = await load("compiled/packed", { weights: { random: 1 }, backend: "
 const pixels = tf.randomUniform([2, 3, 32, 32], 0, 1, "float32", 7);
 const out = model.run({ pixels });
 const logits = await out.logits.array();
-console.log(JSON.stringify({ backend: model.info.backend.name, shape: out.logits.shape, finite: logits.flat().every(Number.isFinite), tokens: model.info.plan.blocks.map((b) => b.tokensOut) }));
+const web = await import("turbograph/runtime/web");
+const { readFile } = await import("node:fs/promises");
+const fromBytes = await web.load({ module: await readFile("compiled/packed/model.mjs"), weights: { random: 1 } }, { backend: "cpu" });
+const same = JSON.stringify(await fromBytes.run({ pixels }).logits.array()) === JSON.stringify(logits);
+console.log(JSON.stringify({ backend: model.info.backend.name, shape: out.logits.shape, finite: logits.flat().every(Number.isFinite), tokens: model.info.plan.blocks.map((b) => b.tokensOut), same }));
 `;
 
 test("npm pack, install the tarball in an empty project, compile with npx turbo-compile and run with plain node", () => {
   const packed = JSON.parse(ok(sh("npm", ["pack", "--json", "--pack-destination", work], root), "npm pack")) as { filename: string; files: { path: string }[] }[];
   const files = packed[0]!.files.map((f) => f.path);
-  for (const f of ["dist/mod.js", "dist/mod.d.ts", "dist/runtime/mod.js", "dist/runtime/mod.d.ts", "dist/compiler/cli.js", "dist/compiler/ts_hooks.js", "mod.ts"]) {
+  for (const f of ["dist/mod.js", "dist/mod.d.ts", "dist/runtime/mod.js", "dist/runtime/mod.d.ts", "dist/runtime/web.js", "dist/compiler/cli.js", "dist/compiler/ts_hooks.js", "mod.ts"]) {
     assert.ok(files.includes(f), `the tarball has ${f}`);
   }
   assert.not.ok(files.some((f) => f.startsWith("test/") || f.startsWith("examples/")), "no tests or examples in the tarball");
@@ -108,7 +112,8 @@ test("npm pack, install the tarball in an empty project, compile with npx turbo-
   writeFileSync(join(project, "run.mjs"), runner);
   const run = sh("node", ["run.mjs"], project);
   assert.is(run.status, 0, run.stderr);
-  const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { backend: string; shape: number[]; finite: boolean; tokens: (number | null)[] };
+  const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { backend: string; shape: number[]; finite: boolean; tokens: (number | null)[]; same: boolean };
+  assert.ok(result.same, "turbograph/runtime/web loads the module's bytes and gives the folder's logits");
   assert.equal(result.shape, [2, 10]);
   assert.ok(result.finite);
   assert.is(result.backend, "cpu");
