@@ -1,5 +1,6 @@
 /**
- * The test command: type-checks the project (tsc --noEmit), then runs every
+ * The test command: type-checks the project (tsc --noEmit, and `deno check`
+ * for the scripts that run only under Deno), then runs every
  * `test/**\/*.test.ts` file as its own uvu process (each file gets a fresh
  * tfjs with its own backend), two at a time, and ends with the line
  * `N passed, N failed` that CI reads. Exits non-zero on any failure.
@@ -66,8 +67,11 @@ function run(name: string, cmd: string, args: string[]): Promise<Result> {
 
 const files = findTests(join(root, "test")).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
 const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+/** Scripts that run only under Deno (they use its namespace); tsconfig.json leaves them to `deno check`. */
+const denoScripts = ["bench/webgpu.ts", "test/deno/webgpu_check.ts"];
 const jobs: (() => Promise<Result>)[] = [
   () => run("tsc --noEmit", process.execPath, [tsc, "--noEmit", "-p", join(root, "tsconfig.json")]),
+  () => run("deno check (Deno-only scripts)", join(root, "node_modules", ".bin", "deno"), ["check", ...denoScripts]),
   ...files.map((f) => () => run(relative(root, f), process.execPath, ["--import", "tsx", f])),
 ];
 

@@ -1,3 +1,4 @@
+/// <reference lib="deno.ns" />
 /**
  * The WebGPU half of test/deno/webgpu.test.ts, run by Deno:
  *
