@@ -3,6 +3,7 @@
  *
  *   npx tsx compiler/cli.ts examples/vit/vit.ts --out compiled/vit-tiny
  *   npx tsx examples/vit/run.ts compiled/vit-tiny --backend wasm [--weights file.safetensors] [--batch 2]
+ *   npx deno run --unstable-webgpu -A examples/vit/run.ts compiled/vit-tiny --backend webgpu   (WebGPU: Deno or a browser)
  *
  * `--backend onnxruntime` runs the directory's model.onnx (compile with
  * `--emit ts,plan,onnx`) on onnxruntime-node; `--threads N` sets its intra-op threads.
@@ -24,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     options: { backend: { type: "string", default: "auto" }, weights: { type: "string" }, batch: { type: "string", default: "2" }, seed: { type: "string", default: "0" }, threads: { type: "string" } },
   });
   const dir = positionals[0];
-  if (dir === undefined) throw new Error("usage: run.ts <compiled dir> [--backend auto|wasm|cpu|tensorflow|onnxruntime] [--threads N] [--weights file.safetensors] [--batch N]");
+  if (dir === undefined) throw new Error("usage: run.ts <compiled dir> [--backend auto|wasm|cpu|webgpu|tensorflow|onnxruntime] [--threads N] [--weights file.safetensors] [--batch N]");
   const batch = Number(values.batch);
   if (!Number.isInteger(batch) || batch <= 0) throw new Error(`--batch "${values.batch}" must be a positive integer`);
   const seed = Number(values.seed);
