@@ -42,7 +42,7 @@ interface Report {
   error?: string;
   merge?: { plain: number; sources: number };
   windowMerge?: { x: number[]; restoreRows: number[]; restored: number[] };
-  models: { name: string; outputs: Record<string, number[]>; urlOutputs: Record<string, number[]>; tensorsBefore: number; tensorsAfter: number; msPerRun: number }[];
+  models: { name: string; outputs: Record<string, number[]>; urlOutputs: Record<string, number[]>; tensorsBefore: number; tensorsAfter: number; msPerRun: number; peakBytes: number; predictedPeakBytes: number }[];
 }
 
 /** Where the Vulkan loader looks for drivers; llvmpipe's is lvp_icd.*.json. */
@@ -85,7 +85,7 @@ const compiled = [
   { name: "VQA (token ids, gather) Turbo text cls r=12, sources", turbo: { r: 12, trackSources: true }, ...writeModel(3, vqaSpec, { r: 12, trackSources: true }, vqaWeights), tokens: vqaDims(vqaConfig).tokens },
 ];
 
-test("the example ViT and the VQA model on webgpu (Deno) agree with wasm: logits within 1e-4, identical merges, no leak over 100 runs; turboMerge and windowMerge on webgpu", async () => {
+test("the example ViT and the VQA model on webgpu (Deno) agree with wasm: logits within 1e-4, identical merges, the plan's peak memory, no leak over 100 runs; turboMerge and windowMerge on webgpu", async () => {
   const drivers = vulkanDrivers();
   assert.ok(existsSync(deno), `${deno} is missing: run npm install (deno is a dev dependency)`);
   await selectBackend("wasm");
@@ -97,12 +97,18 @@ test("the example ViT and the VQA model on webgpu (Deno) agree with wasm: logits
   const pairPixels = tf.tensor4d(pairs.pixels, [pairs.count, 1, PAIR_HEIGHT, PAIR_WIDTH]);
   const inputsOf = (i: number): Record<string, tf.Tensor> => (i < vitCases.length ? { pixels } : { question, pixels: pairPixels });
   const expected: Record<string, number[]>[] = [];
+  const wasmPeaks: number[] = [];
   const models: { name: string; dir: string; weights: string; outputs: string[]; inputs: InputData[]; leakRuns: number }[] = [];
   for (const [i, m] of compiled.entries()) {
     const model = await load(m.dir, { weights: m.weights, backend: "wasm" });
     const out = model.run(inputsOf(i));
     expected.push(Object.fromEntries(Object.entries(out).map(([k, t]) => [k, Array.from(t.dataSync())])));
     tf.dispose(Object.values(out));
+    const bytesBefore = tf.memory().numBytes;
+    const profile = await tf.profile(() => {
+      tf.dispose(Object.values(model.run(inputsOf(i))));
+    });
+    wasmPeaks.push(profile.peakBytes - bytesBefore);
     model.dispose();
     models.push({
       name: m.name, dir: m.dir, weights: m.weightsPath, outputs: m.plan.outputs.map((o) => o.name),
@@ -165,6 +171,11 @@ test("the example ViT and the VQA model on webgpu (Deno) agree with wasm: logits
       assert.ok(merged > 0, `${m.name} merges something`);
       assert.is(got.outputs.sources!.length, models[i]!.inputs[0]!.shape[0]! * (m.tokens - merged) * m.tokens, `${m.name}: sources: one row of the original tokens per kept token`);
     }
+    // The same tensors live at once as on wasm. Unmerged, that is the plan's peak. With a
+    // merge, the merge's own temporaries come on top on every backend (the plan counts
+    // its inputs and outputs only; spec/pipeline.md, "Memory plan").
+    assert.is(got.peakBytes, wasmPeaks[i], `${m.name}: a run's peak is ${got.peakBytes} B on webgpu, ${wasmPeaks[i]} B on wasm`);
+    if (m.turbo === undefined) assert.ok(Math.abs(got.peakBytes - got.predictedPeakBytes) <= 0.1 * got.predictedPeakBytes, `${m.name}: a run's peak is ${got.peakBytes} B on webgpu, the plan says ${got.predictedPeakBytes} B`);
     assert.is(got.tensorsAfter, got.tensorsBefore, `${m.name}: tensors leaked over ${models[i]!.leakRuns} runs`);
   });
   assert.ok(report.merge !== undefined && report.merge.plain > 0 && report.merge.plain === report.merge.sources, `merge cases: ${JSON.stringify(report.merge)}`);

@@ -44,6 +44,9 @@ interface ModelReport {
   tensorsBefore: number;
   tensorsAfter: number;
   msPerRun: number;
+  /** Peak bytes of one run's tensors (tf.profile) and the plan's prediction for this batch. */
+  peakBytes: number;
+  predictedPeakBytes: number;
 }
 
 const dir = Deno.args[0];
@@ -83,6 +86,14 @@ try {
     const fromUrl = await load(folder, { weights: new URL(`file://${m.weights}`), backend: "webgpu" });
     const urlOutputs = await values(await fromUrl.runAsync(inputs), m.outputs);
     fromUrl.dispose();
+    const bytesBefore = tf.memory().numBytes;
+    const profile = await tf.profile(async () => {
+      const out = await fromBytes.runAsync(inputs);
+      await out[m.outputs[0]!]!.data();
+      tf.dispose(Object.values(out));
+    });
+    const peakBytes = profile.peakBytes - bytesBefore;
+    const predictedPeakBytes = fromBytes.predictedPeakBytes(m.inputs[0]!.shape[0]!);
     const tensorsBefore = tf.memory().numTensors;
     const t0 = performance.now();
     for (let i = 0; i < m.leakRuns; i++) {
@@ -94,8 +105,8 @@ try {
     const tensorsAfter = tf.memory().numTensors;
     fromBytes.dispose();
     tf.dispose(Object.values(inputs));
-    report.models.push({ name: m.name, outputs, urlOutputs, tensorsBefore, tensorsAfter, msPerRun });
-    console.error(`webgpu: ${m.name}: ${m.leakRuns} runs, ${msPerRun.toFixed(1)} ms each, tensors ${tensorsBefore} → ${tensorsAfter}`);
+    report.models.push({ name: m.name, outputs, urlOutputs, tensorsBefore, tensorsAfter, msPerRun, peakBytes, predictedPeakBytes });
+    console.error(`webgpu: ${m.name}: ${m.leakRuns} runs, ${msPerRun.toFixed(1)} ms each, tensors ${tensorsBefore} → ${tensorsAfter}, peak ${peakBytes} B (plan ${predictedPeakBytes} B)`);
   }
   const t0 = performance.now();
   report.merge = { plain: await checkAgainstReference(false), sources: await checkAgainstReference(true) };

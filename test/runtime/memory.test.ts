@@ -30,9 +30,9 @@ for (const backend of ["wasm", "cpu"] as const) {
   });
 }
 
-for (const [name, spec, batch] of [["tiny", tiny, 4], ["S/16", s16, 2]] as const) {
-  test(`measured peak bytes of a ${name} run on wasm are within 10% of the plan`, async () => {
-    const { model, x } = await measure(spec, "wasm", batch);
+for (const [name, spec, batch, backend] of [["tiny", tiny, 4, "wasm"], ["S/16", s16, 2, "wasm"], ["tiny", tiny, 4, "cpu"]] as const) {
+  test(`measured peak bytes of a ${name} run on ${backend} are within 10% of the plan`, async () => {
+    const { model, x } = await measure(spec, backend, batch);
     const before = tf.memory().numBytes;
     let logits: tf.Tensor | undefined;
     const profile = await tf.profile(() => {
