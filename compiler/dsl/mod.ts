@@ -1,7 +1,7 @@
 /** The DSL: builders users call inside `model()`, and `trace()`. */
 export { block, input, isModelSpec, model, trace, Tensor } from "./trace.ts";
 export type { InputOptions, ModelOptions, ModelSpec, TraceOptions } from "./trace.ts";
-export { add, broadcast, clsToken, concat, gather, gelu, log, matmul, mean, mul, param, reshape, scale, slice, softmax, transpose } from "./primitives.ts";
+export { add, broadcast, clsToken, concat, cos, exp, gather, gelu, log, matmul, mean, mul, param, reshape, scale, sigmoid, silu, sin, slice, softmax, transpose } from "./primitives.ts";
 export type { SliceOptions } from "./primitives.ts";
 export { attention, embedding, encoderBlock, layerNorm, linear, mlp, patchEmbed } from "./layers.ts";
 export { einsum, rearrange, reduce } from "./einops.ts";

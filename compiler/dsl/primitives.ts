@@ -15,6 +15,12 @@ export const mul = (a: Tensor, b: Operand): Tensor => emit("mul", [a, b], {});
 export const scale = (x: Tensor, value: number): Tensor => emit("scale", [x], { value });
 export const gelu = (x: Tensor): Tensor => emit("gelu", [x], {});
 export const log = (x: Tensor): Tensor => emit("log", [x], {});
+export const sigmoid = (x: Tensor): Tensor => emit("sigmoid", [x], {});
+/** SiLU (swish), x · sigmoid(x): the activation of diffusion transformers. */
+export const silu = (x: Tensor): Tensor => emit("mul", [x, emit("sigmoid", [x], {})], {});
+export const exp = (x: Tensor): Tensor => emit("exp", [x], {});
+export const sin = (x: Tensor): Tensor => emit("sin", [x], {});
+export const cos = (x: Tensor): Tensor => emit("cos", [x], {});
 export const softmax = (x: Tensor): Tensor => emit("softmax", [x], {});
 export const matmul = (a: Tensor, b: Operand): Tensor => emit("matmul", [a, b], {});
 /** Rows of the parameter `table` [V, D] picked by the i32 token ids `ids` [...] → [..., D]. */

@@ -17,6 +17,10 @@ export const opDocs = {
   scale: "x · value, value a compile-time constant",
   gelu: "exact GELU: 0.5·x·(1 + erf(x/√2))",
   log: "natural logarithm",
+  sigmoid: "1 / (1 + e^−x) (SiLU is x · sigmoid(x))",
+  exp: "e^x",
+  sin: "sine (radians)",
+  cos: "cosine (radians)",
   gather: "rows of a parameter table [V, D] picked by i32 ids [...] → [..., D] (an embedding lookup)",
   // ── normalisation
   layer_norm: "(x − mean)/√(var + eps) · weight + bias over the last axis",
@@ -79,6 +83,10 @@ export interface OpAttrs {
   scale: { readonly value: number };
   gelu: Record<string, never>;
   log: Record<string, never>;
+  sigmoid: Record<string, never>;
+  exp: Record<string, never>;
+  sin: Record<string, never>;
+  cos: Record<string, never>;
   gather: Record<string, never>;
   layer_norm: { readonly eps: number };
   softmax: Record<string, never>;
@@ -111,6 +119,10 @@ export const arity: { readonly [K in Op]: readonly [number, number] } = {
   scale: [1, 1],
   gelu: [1, 1],
   log: [1, 1],
+  sigmoid: [1, 1],
+  exp: [1, 1],
+  sin: [1, 1],
+  cos: [1, 1],
   gather: [2, 2],
   layer_norm: [3, 3],
   softmax: [1, 1],

@@ -55,6 +55,10 @@ const rules: { readonly [K in Op]: Rule<K> } = {
   },
   gelu: same,
   log: same,
+  sigmoid: same,
+  exp: same,
+  sin: same,
+  cos: same,
   gather: (ts, _a, batch) => {
     const [ids, table] = ts as [TensorType, TensorType];
     if (table.shape.length !== 2 || table.shape.some(isBatch)) throw new ShapeError(`the table must be a parameter [V, D], not ${fmt(table.shape, batch)}`);

@@ -69,6 +69,10 @@ const kernelRules: Readonly<Record<string, KernelRule>> = {
   // tf.gather(table, ids): Gather on axis 0 takes the int32 ids as they are.
   "tf.gather": (s, cx) => void cx.g.op("Gather", [cx.value(s.args[0]!), cx.value(s.args[1]!)], cx.name, [attr.int("axis", 0)], cx.output(s.out)),
   "tf.log": unary("Log"),
+  "tf.sigmoid": unary("Sigmoid"),
+  "tf.exp": unary("Exp"),
+  "tf.sin": unary("Sin"),
+  "tf.cos": unary("Cos"),
   "tf.square": (s, cx) => {
     const x = cx.value(s.args[0]!);
     cx.g.op("Mul", [x, x], cx.name, [], cx.output(s.out));

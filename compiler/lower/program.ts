@@ -79,6 +79,10 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
   // One kernel: a WebAssembly SIMD loop on wasm (runtime/kernels/gelu.ts), tfjs ops elsewhere.
   gelu: (n, cx) => cx.step("k.gelu", [cx.arg(n.inputs[0]!)], n.type.shape),
   log: unaryCall("tf.log"),
+  sigmoid: unaryCall("tf.sigmoid"),
+  exp: unaryCall("tf.exp"),
+  sin: unaryCall("tf.sin"),
+  cos: unaryCall("tf.cos"),
   // tf.gather(table, ids): ids [..] → rows [.., D].
   gather: (n, cx) => cx.step("tf.gather", [cx.arg(n.inputs[1]!), cx.arg(n.inputs[0]!)], n.type.shape),
   softmax: unaryCall("tf.softmax"),

@@ -21,7 +21,7 @@ export interface StreamAxis {
   readonly axis: number;
 }
 
-const perToken = new Set(["scale", "gelu", "log", "softmax", "layer_norm", "linear", "broadcast", "turbo_merge", "merged_size", "merged_sources"]);
+const perToken = new Set(["scale", "gelu", "log", "sigmoid", "exp", "sin", "cos", "softmax", "layer_norm", "linear", "broadcast", "turbo_merge", "merged_size", "merged_sources"]);
 
 /** The output axis of a reshape that carries input axis `t`, or undefined when the reshape folds it into another. */
 export function reshapedAxis(from: Shape, to: Shape, t: number): number | undefined {
@@ -203,6 +203,10 @@ export function frontPieces(g: Graph, x: Operand, fixed: readonly boolean[] = pa
     case "scale":
     case "gelu":
     case "log":
+    case "sigmoid":
+    case "exp":
+    case "sin":
+    case "cos":
     case "layer_norm":
     case "linear":
     case "attention": // its output keeps the queries' positions (a block that did not merge)
@@ -238,6 +242,10 @@ export function firstPiece(g: Graph, x: Operand, fromParams: readonly boolean[] 
     case "scale":
     case "gelu":
     case "log":
+    case "sigmoid":
+    case "exp":
+    case "sin":
+    case "cos":
     case "layer_norm":
     case "linear":
       return firstPiece(g, n.inputs[0]!, fromParams);

@@ -11,7 +11,7 @@ import type { Graph, Operand } from "../ir/graph.ts";
 import { dimProduct, shapeEq } from "../ir/types.ts";
 import { rewrite, type RewriteContext } from "./_rewrite.ts";
 
-const unary = new Set(["gelu", "scale", "log"]);
+const unary = new Set(["gelu", "scale", "log", "sigmoid", "exp", "sin", "cos"]);
 
 /** reshape with the two simplifications applied. */
 function reshapeTo(ctx: RewriteContext, x: Operand, shape: Graph["nodes"][number]["type"]["shape"]): Operand {
