@@ -1,0 +1,71 @@
+/**
+ * The diffusion transformer of examples/dit in turbograph's DSL. Inputs: the
+ * noisy image x_t [B, C, H, W], the timestep t [B, 1] (float), the prompt ids
+ * [B, 2]. Output: the predicted noise, [B, C, H, W].
+ *
+ * Per block, with c the conditioning vector (timestep MLP):
+ *
+ *     (shift₁, scale₁, gate₁, shift₂, scale₂, gate₂) = linear(silu(c))   (adaLN-Zero)
+ *     x ← x + gate₁ · selfAttention(modulate(LN(x), shift₁, scale₁))
+ *     x ← x + crossAttention(LN(x), prompt)
+ *     x ← x + gate₂ · mlp(modulate(LN(x), shift₂, scale₂))
+ *
+ * where modulate(h, s, k) = h·(1 + k) + s, written h + h·k + s. The merge and
+ * restore of generation mode (runtime/kernels/window_merge.ts) are not placed
+ * by the compiler yet (issue 14).
+ */
+
+import { add, attention, block, concat, cos, embedding, input, layerNorm, linear, mlp, model, mul, param, patchEmbed, rearrange, reshape, silu, sin, slice, type Tensor } from "../../compiler/dsl/mod.ts";
+import { ditConfig, ditDims, PROMPT_LENGTH, PROMPT_VOCAB, type DitConfig } from "./config.ts";
+
+/** [B, D] → [B, 1, D], so that it broadcasts over the tokens. */
+const perSample = (v: Tensor, dim: number) => reshape(v, ["B", 1, dim]);
+
+function modulate(h: Tensor, shift: Tensor, scaleBy: Tensor, dim: number): Tensor {
+  return add(add(h, mul(h, perSample(scaleBy, dim))), perSample(shift, dim));
+}
+
+/** The i-th of n equal chunks of the last axis of [B, n·D]. */
+const chunk = (v: Tensor, i: number, dim: number) => slice(v, { axis: 1, start: i * dim, end: (i + 1) * dim });
+
+export function ditBlock(x: Tensor, c: Tensor, prompt: Tensor, cfg: DitConfig, name: string): Tensor {
+  return block(name, () => ditBlockBody(x, c, prompt, cfg, name));
+}
+
+function ditBlockBody(x: Tensor, c: Tensor, prompt: Tensor, cfg: DitConfig, name: string): Tensor {
+  const d = cfg.dim;
+  const mod = linear(silu(c), 6 * d, { name: `${name}.adaLN` });
+  const [shift1, scale1, gate1, shift2, scale2, gate2] = [0, 1, 2, 3, 4, 5].map((i) => chunk(mod, i, d)) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+  const h1 = modulate(layerNorm(x, { eps: cfg.eps, name: `${name}.norm1` }), shift1, scale1, d);
+  x = add(x, mul(attention(h1, { heads: cfg.heads, name: `${name}.attn` }), perSample(gate1, d)));
+  const h2 = layerNorm(x, { eps: cfg.eps, name: `${name}.norm2` });
+  x = add(x, attention(h2, { heads: cfg.heads, context: prompt, name: `${name}.cross` }));
+  const h3 = modulate(layerNorm(x, { eps: cfg.eps, name: `${name}.norm3` }), shift2, scale2, d);
+  return add(x, mul(mlp(h3, { hidden: ditDims(cfg).hidden, name: `${name}.mlp` }), perSample(gate2, d)));
+}
+
+export const dit = (cfg: DitConfig) =>
+  model(`dit-${cfg.name}`, () => {
+    const { grid } = ditDims(cfg);
+    const d = cfg.dim;
+    const noisy = input("noisy", ["B", cfg.channels, cfg.image, cfg.image]);
+    const t = input("t", ["B", 1]);
+    const ids = input("prompt", ["B", PROMPT_LENGTH], { dtype: "i32" });
+    // Timestep: [cos(t·f), sin(t·f)] → linear → silu → linear.
+    const phase = mul(t, param("t_embed.freqs", [1, cfg.frequencies]));
+    const features = concat([cos(phase), sin(phase)], 1);
+    const c = linear(silu(linear(features, d, { name: "t_embed.fc1" })), d, { name: "t_embed.fc2" });
+    // Prompt tokens with positions, the context of every cross-attention.
+    const prompt = add(embedding(ids, { vocab: PROMPT_VOCAB, dim: d, name: "prompt.embed" }), param("prompt.pos", [PROMPT_LENGTH, d]));
+    let x = patchEmbed(noisy, { patch: cfg.patch, dim: d, cls: false, name: "x_embed" });
+    for (let i = 0; i < cfg.depth; i++) x = ditBlock(x, c, prompt, cfg, `block.${i}`);
+    // Final adaLN (shift, scale), then each token back to its patch of pixels.
+    const fin = linear(silu(c), 2 * d, { name: "final.adaLN" });
+    const h = modulate(layerNorm(x, { eps: cfg.eps, name: "final.norm" }), chunk(fin, 0, d), chunk(fin, 1, d), d);
+    const patches = linear(h, ditDims(cfg).patchDim, { name: "final.out" });
+    const noise = rearrange(patches, "b (gh gw) (p q c) -> b c (gh p) (gw q)", { gh: grid, p: cfg.patch, q: cfg.patch });
+    return { noise };
+  });
+
+export const mnist = dit(ditConfig);
+export default mnist;
