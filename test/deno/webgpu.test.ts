@@ -42,6 +42,7 @@ interface Report {
   error?: string;
   merge?: { plain: number; sources: number };
   windowMerge?: { x: number[]; restoreRows: number[]; restored: number[] };
+  parallel?: string;
   models: { name: string; outputs: Record<string, number[]>; urlOutputs: Record<string, number[]>; tensorsBefore: number; tensorsAfter: number; msPerRun: number; peakBytes: number; predictedPeakBytes: number }[];
 }
 
@@ -183,6 +184,7 @@ test("the example ViT and the VQA model on webgpu (Deno) agree with wasm: logits
   assert.equal(gotWindow.restoreRows, wantWindow.restoreRows, "windowMerge: restore rows on webgpu");
   assert.ok(relativeError(gotWindow.x, wantWindow.x) <= 1e-5, "windowMerge: merged tokens on webgpu");
   assert.ok(relativeError(gotWindow.restored, wantWindow.restored) <= 1e-5, "restore on webgpu");
+  assert.match(report.parallel ?? "", /^LoadError: loadParallel\(\): worker-thread parallelism is Node-only/, "loadParallel under Deno");
 });
 
 test.run();

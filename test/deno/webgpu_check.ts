@@ -19,6 +19,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { load, selectBackend } from "../../runtime/web.ts";
+import { loadParallel } from "../../runtime/mod.ts";
 import { restore, windowMerge, type WindowMergeOptions } from "../../runtime/kernels/window_merge.ts";
 import { checkAgainstReference } from "../runtime/kernels/_turbo_merge_reference.ts";
 
@@ -60,6 +61,8 @@ const report: {
   models: ModelReport[];
   merge?: { plain: number; sources: number };
   windowMerge?: { x: number[]; restoreRows: number[]; restored: number[] };
+  /** What loadParallel() says under Deno (it must refuse, not half-work). */
+  parallel?: string;
   error?: string;
 } = { models: [] };
 
@@ -117,6 +120,10 @@ try {
   const restored = restore(merged.x, merged.restoreRows, x.shape[1]!);
   report.windowMerge = { x: Array.from(await merged.x.data()), restoreRows: Array.from(await merged.restoreRows.data()), restored: Array.from(await restored.data()) };
   tf.dispose([x, metric, semantic, merged.x, merged.restoreRows, restored]);
+  report.parallel = await loadParallel(job.models[0]!.dir, { workers: 2, weights: { random: 1 } }).then(
+    () => "loaded",
+    (e: Error) => `${e.name}: ${e.message}`,
+  );
 } catch (e) {
   report.error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   console.error(`webgpu: ${report.error}`);
