@@ -30,11 +30,7 @@ import { linearAt } from "../compiler/contract/plan.ts";
 import { b16, s16, tiny } from "../examples/vit/vit.ts";
 import { load, randomWeights, selectBackend, type Model } from "../runtime/web.ts";
 
-const specs: Record<string, { spec: ModelSpec; tokens: number }> = {
-  tiny: { spec: tiny, tokens: 17 },
-  s16: { spec: s16, tokens: 197 },
-  b16: { spec: b16, tokens: 197 },
-};
+const specs: Record<string, { spec: ModelSpec }> = { tiny: { spec: tiny }, s16: { spec: s16 }, b16: { spec: b16 } };
 
 function option(name: string, fallback: string): string {
   const at = Deno.args.indexOf(`--${name}`);

@@ -13,20 +13,12 @@ import { importCompiled, readBytes, readCompiledOnnx } from "./node_io.ts";
 import { loadOnnx, type OnnxLoadOptions, type OnnxModel } from "./onnx_session.ts";
 import { isCompiledBytes, load as loadWeb, type CompiledBytes } from "./web.ts";
 
-export { selectBackend, BackendError } from "./backend.ts";
-export type { BackendChoice, BackendInfo, BackendName } from "./backend.ts";
-export { isCompiledModule, LoadError, loadModule } from "./load.ts";
-export type { CompiledModule, LoadOptions, Model, ModelInfo, WeightsSource } from "./load.ts";
-export { predictedPeakBytes } from "../compiler/contract/plan.ts";
+// Everything the web entry exports, but its load(): the one below (declared here) shadows it.
+export * from "./web.ts";
 export { loadOnnx } from "./onnx_session.ts";
 export type { OnnxLoadOptions, OnnxModel, OnnxModelInfo } from "./onnx_session.ts";
 export { loadParallel } from "./parallel.ts";
 export type { ParallelModel, ParallelOptions } from "./parallel.ts";
-export { registerSimdMatmul } from "./kernels/simd_matmul.ts";
-export type { Plan } from "../compiler/contract/plan.ts";
-export { importModuleText, isCompiledBytes } from "./web.ts";
-export type { CompiledBytes, LoadFromUrlOptions } from "./web.ts";
-export * from "./weights/mod.ts";
 
 export interface LoadFromDiskOptions extends Omit<LoadOptions, "weights"> {
   /** A .safetensors path (or `file:` URL), or `{ random: seed }`, or any in-memory weights source. */
@@ -55,12 +47,13 @@ export async function load(
   source: string | URL | CompiledBytes,
   options?: LoadFromDiskOptions | OnnxLoadFromDiskOptions | Omit<LoadOptions, "weights">,
 ): Promise<Model | OnnxModel> {
+  const onnx = (options as { backend?: string } | undefined)?.backend === "onnxruntime";
   if (isCompiledBytes(source)) {
-    if ((options as { backend?: string } | undefined)?.backend === "onnxruntime") throw new LoadError("load(): backend \"onnxruntime\" loads a compiled folder's model.onnx; { module, weights } in memory runs on tfjs backends only");
+    if (onnx) throw new LoadError("load(): backend \"onnxruntime\" loads a compiled folder's model.onnx; { module, weights } in memory runs on tfjs backends only");
     return loadWeb(source, options as Omit<LoadOptions, "weights">);
   }
   if (source instanceof URL && source.protocol !== "file:") {
-    if ((options as { backend?: string } | undefined)?.backend === "onnxruntime") throw new LoadError(`load(): backend "onnxruntime" needs a compiled folder on disk, not ${source.href}`);
+    if (onnx) throw new LoadError(`load(): backend "onnxruntime" needs a compiled folder on disk, not ${source.href}`);
     return loadWeb(source, options as LoadFromDiskOptions);
   }
   const compiledDir = source instanceof URL ? fileURLToPath(source) : source;

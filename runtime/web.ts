@@ -35,7 +35,8 @@ export interface LoadFromUrlOptions extends Omit<LoadOptions, "weights"> {
   weights: URL | string | LoadOptions["weights"];
 }
 
-function isCompiledBytes(x: unknown): x is CompiledBytes {
+/** Whether `x` is `{ module, weights }` held in memory (not a URL). */
+export function isCompiledBytes(x: unknown): x is CompiledBytes {
   return typeof x === "object" && x !== null && !(x instanceof URL) && "module" in x;
 }
 
@@ -113,5 +114,3 @@ export function load(source: URL | string | CompiledBytes, options?: LoadFromUrl
   if (isCompiledBytes(source)) return loadCompiledBytes(source, options ?? {});
   return loadFromUrl(source, options as LoadFromUrlOptions);
 }
-
-export { isCompiledBytes };

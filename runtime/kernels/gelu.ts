@@ -34,6 +34,11 @@ export function erfApprox(x: number): number {
   return (z * p) / q;
 }
 
+/** GELU with the approximate erf, in float64: the scalar form of every kernel below. */
+function geluApprox(v: number): number {
+  return 0.5 * v * (1 + erfApprox(v * Math.SQRT1_2));
+}
+
 /** gelu(src, dst, groups): dst[0..4·groups) = gelu(src[…]), byte pointers. */
 function geluCode(): Code {
   const c = new Code([i32, i32, i32]);
@@ -106,7 +111,7 @@ function register(): void {
         const heap = new Float32Array(memory.buffer);
         for (let i = groups * 4; i < size; i++) {
           const v = heap[src / 4 + i]!;
-          heap[dst / 4 + i] = 0.5 * v * (1 + erfApprox(v * Math.SQRT1_2));
+          heap[dst / 4 + i] = geluApprox(v);
         }
       }
       return out;
@@ -161,10 +166,7 @@ function registerOther(backendName: "cpu" | "webgpu"): void {
         const b = backend as unknown as CpuBackendLike;
         const src = b.data.get(x.dataId).values;
         const out = new Float32Array(size);
-        for (let i = 0; i < size; i++) {
-          const v = src[i]!;
-          out[i] = 0.5 * v * (1 + erfApprox(v * Math.SQRT1_2));
-        }
+        for (let i = 0; i < size; i++) out[i] = geluApprox(src[i]!);
         return b.makeTensorInfo(shape, "float32", out);
       }
       const program = {

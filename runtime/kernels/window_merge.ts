@@ -28,6 +28,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { NORM_EPSILON } from "../../compiler/contract/merge_constants.ts";
 import { mulberry32 } from "../weights/random.ts";
+import { rowTable, takeRows } from "./_rows.ts";
 
 /** The static split of a token grid into destinations and sources. */
 export interface WindowPartition {
@@ -113,16 +114,6 @@ export function windowMergedCount(partition: WindowPartition, r: number): number
   return Math.max(0, Math.min(Math.floor(r), partition.sources.length));
 }
 
-function takeRows(table: tf.Tensor, rows: tf.Tensor): tf.Tensor {
-  return tf.gatherND(table, tf.reshape(rows, [-1, 1]));
-}
-
-function intTable(rows: number, columns: number, value: (i: number, j: number) => number): tf.Tensor2D {
-  const data = new Int32Array(rows * columns);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < columns; j++) data[i * columns + j] = value(i, j);
-  return tf.tensor2d(data, [rows, columns], "int32");
-}
-
 /** Merges r' sources of every sample into destinations (see the module comment). Disposes nothing it was given. */
 export function windowMerge(inputs: WindowMergeInputs, options: WindowMergeOptions): WindowMergeResult {
   const { x, metric } = inputs;
@@ -147,15 +138,15 @@ export function windowMerge(inputs: WindowMergeInputs, options: WindowMergeOptio
 
   return tf.tidy(() => {
     if (merged === 0) {
-      const rows = intTable(batch, n, (b, p) => b * n + p);
+      const rows = rowTable(batch, n, (b, p) => b * n + p);
       return { x: tf.clone(x), restoreRows: tf.reshape(rows, [batch * n]) as tf.Tensor1D, merged };
     }
     const { sources, destinations } = partition;
     const nA = sources.length;
     const nB = destinations.length;
     const kept = nA - merged;
-    const rowsA = intTable(batch, nA, (b, a) => b * n + sources[a]!);
-    const rowsB = intTable(batch, nB, (b, j) => b * n + destinations[j]!);
+    const rowsA = rowTable(batch, nA, (b, a) => b * n + sources[a]!);
+    const rowsB = rowTable(batch, nB, (b, j) => b * n + destinations[j]!);
 
     // Cosine similarity of every source to every destination; R and dst (first max).
     const metricRows = tf.reshape(metric, [batch * n, metric.shape[2]]);
@@ -182,13 +173,13 @@ export function windowMerge(inputs: WindowMergeInputs, options: WindowMergeOptio
     // Mean of each destination and its sources, as x_d + Σ (x_i − x_d) / count,
     // so that a destination that receives nothing keeps its x exactly.
     const xRows = tf.reshape(x, [batch * n, width]);
-    const sourceBase = intTable(batch, 1, (b) => b * nA);
+    const sourceBase = rowTable(batch, 1, (b) => b * nA);
     const movingRows = takeRows(tf.reshape(rowsA, [batch * nA]), tf.add(sourceBase, moving)); // rows of x
     const target = tf.reshape(
       takeRows(tf.reshape(destination, [batch * nA]), tf.add(sourceBase, moving)),
       [batch, merged],
     ); // [B, r'], index into destinations
-    const targetRows = tf.reshape(tf.add(intTable(batch, 1, (b) => b * nB), target), [-1, 1]); // into [B·nB]
+    const targetRows = tf.reshape(tf.add(rowTable(batch, 1, (b) => b * nB), target), [-1, 1]); // into [B·nB]
     const xB = takeRows(xRows, rowsB); // [B·nB, D]
     const pull = tf.sub(takeRows(xRows, movingRows), tf.gatherND(xB, targetRows));
     const count = tf.add(tf.onesLike(tf.slice(xB, [0, 0], [batch * nB, 1])), tf.scatterND(targetRows, tf.ones([batch * merged, 1]), [batch * nB, 1]));
@@ -203,9 +194,9 @@ export function windowMerge(inputs: WindowMergeInputs, options: WindowMergeOptio
     ], 1) as tf.Tensor3D;
 
     // Restore rows: every position written exactly once into a [B·N] table.
-    const outBase = intTable(batch, 1, (b) => b * out);
-    const stayingOut = tf.add(outBase, intTable(batch, kept, (_, t) => t)); // [B, kept]
-    const destinationOut = tf.add(outBase, intTable(batch, nB, (_, j) => kept + j)); // [B, nB]
+    const outBase = rowTable(batch, 1, (b) => b * out);
+    const stayingOut = tf.add(outBase, rowTable(batch, kept, (_, t) => t)); // [B, kept]
+    const destinationOut = tf.add(outBase, rowTable(batch, nB, (_, j) => kept + j)); // [B, nB]
     const movingOut = tf.add(outBase, tf.add(target, tf.scalar(kept, "int32"))); // [B, r']
     const positions = tf.concat([tf.reshape(stayingRows, [-1]), tf.reshape(rowsB, [-1]), tf.reshape(movingRows, [-1])], 0);
     const values = tf.concat([tf.reshape(stayingOut, [-1]), tf.reshape(destinationOut, [-1]), tf.reshape(movingOut, [-1])], 0);
