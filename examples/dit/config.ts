@@ -24,16 +24,16 @@ export const ditConfig: DitConfig = {
   image: 28,
   channels: 1,
   patch: 2,
-  dim: 64,
+  dim: 48,
   depth: 4,
-  heads: 4,
-  mlpRatio: 4,
+  heads: 3,
+  mlpRatio: 2,
   frequencies: 32,
   eps: 1e-6,
 };
 
 /** A small one for tests. */
-export const ditTiny: DitConfig = { ...ditConfig, name: "tiny", image: 8, dim: 32, depth: 2, frequencies: 8 };
+export const ditTiny: DitConfig = { ...ditConfig, name: "tiny", image: 8, dim: 32, depth: 2, heads: 4, frequencies: 8 };
 
 /** The prompt vocabulary: "digit" then the ten classes. */
 export const PROMPT_VOCAB = 11;

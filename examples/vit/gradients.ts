@@ -1,5 +1,8 @@
 /**
- * Gradient rules for the tfjs kernels the ViT's forward pass uses, so that
+ * Gradient rules for the tfjs kernels the forward passes of the examples use
+ * (the ViT's, and the DiT's: Sigmoid for SiLU, Sqrt in its layer norm,
+ * GatherV2 for the prompt embedding, SplitV and ExpandDims for the adaLN
+ * chunks), so that
  * `tf.variableGrads` / `optimizer.minimize` work with `@tensorflow/tfjs-core`
  * alone.
  *
@@ -125,6 +128,46 @@ const rules: Rule[] = [
     },
   },
   {
+    // y = σ(x): dy/dx = y·(1 − y)
+    kernelName: "Sigmoid",
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const [y] = saved as [tf.Tensor];
+      return { x: () => tf.mul(dy as tf.Tensor, tf.mul(y, tf.sub(1, y))) };
+    },
+  },
+  {
+    // y = √x: dy/dx = 1/(2y)
+    kernelName: "Sqrt",
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const [y] = saved as [tf.Tensor];
+      return { x: () => tf.div(dy as tf.Tensor, tf.mul(y, 2)) };
+    },
+  },
+  {
+    // y = x[indices] along axis 0 (an embedding lookup): each row of x gets
+    // the sum of dy over the positions that read it, as onehot(indices)ᵀ · dy.
+    kernelName: "GatherV2",
+    inputsToSave: ["x", "indices"],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, indices] = saved as [tf.Tensor, tf.Tensor];
+      if (axes(attrs.axis, x.rank)[0] !== 0 || (attrs.batchDims as number | undefined ?? 0) !== 0) {
+        throw new Error("GatherV2 gradient: only a gather along axis 0 without batch dimensions is supported");
+      }
+      const rows = x.shape[0]!;
+      const rest = shapeOf(x).slice(1);
+      const width = rest.reduce((a, b) => a * b, 1);
+      return {
+        x: () => {
+          const hot = tf.oneHot(tf.reshape(tf.cast(indices, "int32"), [-1]), rows);
+          return tf.reshape(tf.matMul(hot, tf.reshape(dy as tf.Tensor, [-1, width]), true, false), shapeOf(x));
+        },
+        indices: () => tf.zerosLike(indices),
+      };
+    },
+  },
+  {
     kernelName: "Exp",
     outputsToSave: [true],
     gradFunc: (dy, saved) => {
@@ -167,6 +210,14 @@ const rules: Rule[] = [
     gradFunc: (dy, saved) => {
       const [x] = saved as [tf.Tensor];
       return { x: () => tf.reshape(dy as tf.Tensor, shapeOf(x)) };
+    },
+  },
+  {
+    kernelName: "ExpandDims",
+    inputsToSave: ["input"],
+    gradFunc: (dy, saved) => {
+      const [x] = saved as [tf.Tensor];
+      return { input: () => tf.reshape(dy as tf.Tensor, shapeOf(x)) };
     },
   },
   {
@@ -222,6 +273,11 @@ const rules: Rule[] = [
       });
       return out;
     },
+  },
+  {
+    // tf.split: dx is the pieces' gradients concatenated back.
+    kernelName: "SplitV",
+    gradFunc: (dy, _saved, attrs) => ({ x: () => tf.concat(dy as tf.Tensor[], attrs.axis as number) }),
   },
   {
     kernelName: "BatchMatMul",
