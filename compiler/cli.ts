@@ -12,13 +12,14 @@ import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { compileGraph, type Compiled } from "./compile.ts";
+import { compileGraph, type CompileOptions, type Compiled } from "./compile.ts";
 import { emitOnnx } from "./lower/emit_onnx.ts";
 import { checkSpec } from "./check_spec.ts";
 import { CompileError, formatDiagnostic, formatError, type SourceLoc } from "./diagnostics.ts";
 import { traceDefaults, type TraceOptions } from "./dsl/trace.ts";
 import { traceSpecFile } from "./trace_spec.ts";
 import { readGraph } from "./ir/parse.ts";
+import type { GenerationOptions, SubLayer } from "./passes/insert_generation.ts";
 import type { TurboOptions } from "./passes/insert_turbo.ts";
 import { formatReport } from "./report.ts";
 import { defaultOutputDir, statOrMissing, writeOutputs } from "./write_output.ts";
@@ -46,6 +47,12 @@ Options:
                    metric=keys|queries  skip=I:J  cls=true|false  distill=true|false  protect=N
                    semantic=N (the token whose attention row is the semantic value; default 0)
                    sizes=true (outputs size.<block>)  sources=true (output sources)
+  --generation SETTINGS
+                   Turbo's generation mode instead: merge and restore around sub-layers of a
+                   diffusion transformer (spec/turbo.md), e.g. ratio=0.5,where=self+cross,alpha=0
+                   ratio=X (fraction of tokens merged, default 0.5)  where=self|cross|mlp joined by +
+                   (default self)  grid=RxC (default square)  window=RxC (default 2x2)  seed=N
+                   alpha=X (default 5; 0 is tomesd's rule)  scale=X  skip=I:J
   -h, --help       show this help
 `;
 
@@ -67,6 +74,7 @@ export interface CliOptions {
   out: string | undefined;
   emit: Set<EmitKind>;
   turbo: TurboOptions | undefined;
+  generation: GenerationOptions | undefined;
   /** --max-nodes, --trace-timeout: the trace budget. */
   budget: Required<TraceOptions>;
 }
@@ -131,6 +139,50 @@ export function parseTurbo(text: string): TurboOptions {
   return o;
 }
 
+/** Parses `--generation ratio=0.5,where=self+cross,…` into pass options; every mistake names the key. */
+export function parseGeneration(text: string): GenerationOptions {
+  const entries = new Map<string, string>();
+  for (const part of text.split(",")) {
+    const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(part);
+    if (m === null) throw new CompileError(`--generation: "${part}" is not key=value`);
+    if (entries.has(m[1]!)) throw new CompileError(`--generation: ${m[1]} is given twice`);
+    entries.set(m[1]!, m[2]!);
+  }
+  const known = ["ratio", "where", "grid", "window", "seed", "alpha", "scale", "skip"];
+  for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`--generation: unknown setting "${key}"; known: ${known.join(", ")}`);
+  const num = (key: string, integer = false): number | undefined => {
+    const v = entries.get(key);
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) throw new CompileError(`--generation ${key}="${v}" must be ${integer ? "an integer" : "a number"}`);
+    return x;
+  };
+  const pair = (key: string): [number, number] | undefined => {
+    const v = entries.get(key);
+    if (v === undefined) return undefined;
+    const m = /^(\d+)x(\d+)$/.exec(v);
+    if (m === null) throw new CompileError(`--generation ${key}="${v}" must be ROWSxCOLUMNS, e.g. 2x2`);
+    return [Number(m[1]), Number(m[2])];
+  };
+  const o: GenerationOptions = {};
+  const set = <K extends keyof GenerationOptions>(k: K, v: GenerationOptions[K] | undefined) => {
+    if (v !== undefined) o[k] = v;
+  };
+  set("ratio", num("ratio"));
+  set("where", entries.get("where")?.split("+") as SubLayer[] | undefined);
+  set("grid", pair("grid"));
+  set("window", pair("window"));
+  set("seed", num("seed", true));
+  set("alpha", num("alpha"));
+  set("scale", num("scale"));
+  set("skip", entries.get("skip")?.split(":").map((x) => {
+    const n = Number(x);
+    if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`--generation skip: "${x}" is not an integer`);
+    return n;
+  }));
+  return o;
+}
+
 /** The command line with a caret under argument `index` (past the end: after the last one), `within` characters in. */
 function commandLine(argv: readonly string[], index: number, within = 0): string[] {
   const shown = argv.map((a) => (a === "" || /[\s"'$\\]/.test(a) ? JSON.stringify(a) : a));
@@ -181,6 +233,11 @@ function locateCompileError(argv: readonly string[], o: CliOptions, e: unknown):
     const pos = valuePosition(argv, "--turbo", `${turboKeys[turbo[1]!] ?? turbo[1]}=`);
     if (pos !== undefined) return new CompileError(e.message, undefined, commandLine(argv, ...pos));
   }
+  const generation = /^insertGeneration: option (\w+)/.exec(e.message);
+  if (generation !== null && e.loc === undefined) {
+    const pos = valuePosition(argv, "--generation", `${generation[1]}=`);
+    if (pos !== undefined) return new CompileError(e.message, undefined, commandLine(argv, ...pos));
+  }
   if (e.context.length > 0) return e;
   if (/^output folder "/.test(e.message) && o.out !== undefined) {
     const pos = valuePosition(argv, "--out");
@@ -204,7 +261,7 @@ export function parseCli(argv: readonly string[]): CliOptions | "help" {
 }
 
 /** Options that take a value; `--batch -1` is joined into `--batch=-1` so the value reaches the check instead of reading as an option. */
-const valueOptions = ["--model", "--batch", "--out", "--emit", "--turbo", "--max-nodes", "--trace-timeout"];
+const valueOptions = ["--model", "--batch", "--out", "--emit", "--turbo", "--generation", "--max-nodes", "--trace-timeout"];
 function joinNegativeValues(argv: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -227,6 +284,7 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
         out: { type: "string" },
         emit: { type: "string" },
         turbo: { type: "string" },
+        generation: { type: "string" },
         "max-nodes": { type: "string" },
         "trace-timeout": { type: "string" },
         check: { type: "boolean" },
@@ -256,6 +314,8 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
     emit.add(kind as EmitKind);
   }
   const turbo = v.turbo === undefined ? undefined : parseTurbo(v.turbo);
+  const generation = v.generation === undefined ? undefined : parseGeneration(v.generation);
+  if (turbo !== undefined && generation !== undefined) throw locateArg(argv, new CompileError("--turbo (understanding mode) and --generation (merge and restore) are two modes of Turbo; give one"), argv.findIndex((a) => a.startsWith("--generation")));
   const maxNodes = v["max-nodes"] === undefined ? traceDefaults.maxNodes : Number(v["max-nodes"]);
   if (!Number.isSafeInteger(maxNodes) || maxNodes <= 0) throw new CompileError(`--max-nodes "${v["max-nodes"]}" must be a positive integer`);
   const timeout = v["trace-timeout"] === undefined ? traceDefaults.timeoutMs / 1000 : Number(v["trace-timeout"]);
@@ -265,7 +325,7 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
   if (kind === undefined) throw locateArg(argv, new CompileError(`Cannot read ${ir ? "IR" : "spec"} file "${spec}"`), argv.indexOf(spec));
   if (!kind.isFile()) throw locateArg(argv, new CompileError(`${ir ? "IR" : "Spec"} file "${spec}" is ${kind.isDirectory() ? "a directory" : "not a regular file"}; give a .ts spec or a .tir graph`), argv.indexOf(spec));
   const budget = { maxNodes, timeoutMs: timeout * 1000 };
-  return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo, budget };
+  return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo, generation, budget };
 }
 
 function write(dir: string, c: Compiled, o: CliOptions): string[] {
@@ -318,7 +378,7 @@ export async function main(argv: readonly string[], io: CliIo = stdio): Promise<
 
 /** Type-check, trace (or read the .tir), compile, write. */
 async function run(o: CliOptions, io: CliIo): Promise<number> {
-  const options = o.turbo === undefined ? { source: o.spec } : { source: o.spec, turbo: o.turbo };
+  const options: CompileOptions = { source: o.spec, ...(o.turbo === undefined ? {} : { turbo: o.turbo }), ...(o.generation === undefined ? {} : { generation: o.generation }) };
   let compiled: Compiled;
   let loc: SourceLoc | undefined;
   if (o.ir) {

@@ -1,7 +1,7 @@
 /**
  * The compile pipeline, one flat list of named steps:
  *
- *   trace ─▶ infer_shapes ─▶ dce ─▶ raise_attention ─▶ insert_turbo ─▶ decompose_attention ─▶ canonicalize ─▶ cse ─▶ dce
+ *   trace ─▶ infer_shapes ─▶ dce ─▶ raise_attention ─▶ insert_turbo | insert_generation ─▶ decompose_attention ─▶ canonicalize ─▶ cse ─▶ dce
  *         ─▶ cost ─▶ lower ─▶ plan_memory ─▶ emit_ts
  *
  * Every graph pass is a pure `(graph) → graph` function; with `verify: true`
@@ -22,6 +22,8 @@ import { cse } from "./passes/cse.ts";
 import { dce } from "./passes/dce.ts";
 import { decomposeAttention } from "./passes/decompose_attention.ts";
 import { inferShapes } from "./passes/infer_shapes.ts";
+import { CompileError } from "./diagnostics.ts";
+import { insertGenerationWithNotes, type GenerationOptions } from "./passes/insert_generation.ts";
 import { insertTurboWithNotes, type TurboOptions } from "./passes/insert_turbo.ts";
 import { planMemory } from "./passes/plan_memory.ts";
 import { raiseAttentionWithNotes } from "./passes/raise_attention.ts";
@@ -33,6 +35,8 @@ export interface CompileOptions {
   source?: string;
   /** Insert Turbo merges (spec/turbo.md); omitted or r = 0 everywhere: no merging. */
   turbo?: TurboOptions;
+  /** Turbo's generation mode instead: merge and restore around sub-layers (spec/turbo.md, "Generation mode"). */
+  generation?: GenerationOptions;
   /** Raise attention written from primitives to the `attention` op (default true; false compiles it as written). */
   raiseAttention?: boolean;
 }
@@ -65,6 +69,11 @@ export const pipeline = (options: CompileOptions = {}, notes: string[] = []): re
     notes.push(...r.notes);
     return r.graph;
   }] as const]),
+  ...(options.generation === undefined ? [] : [["insert_generation", (g: Graph) => {
+    const r = insertGenerationWithNotes(g, options.generation!);
+    notes.push(...r.notes);
+    return r.graph;
+  }] as const]),
   ["decompose_attention", decomposeAttention],
   ["canonicalize", canonicalize],
   ["cse", cse],
@@ -93,10 +102,14 @@ function vocabOf(g: Graph, name: string): number {
 /** Compiles a traced graph: passes, cost, lowering, memory plan, module text. */
 export function compileGraph(traced: Graph, options: CompileOptions = {}): Compiled {
   if (options.verify) verify(traced, "trace");
+  if (options.turbo !== undefined && options.generation !== undefined) {
+    throw new CompileError("turbo (understanding mode: a shorter stream from block to block) and generation (merge and restore around sub-layers) are two modes of Turbo; choose one");
+  }
+  const merging = options.turbo ?? (options.generation === undefined ? undefined : { mode: "generation", ...options.generation });
   const notes: string[] = [];
   const graph = runPasses(traced, pipeline(options, notes), options);
   const costs = cost(graph);
-  const baseline = options.turbo === undefined ? costs : cost(runPasses(traced, pipeline({ ...options, turbo: undefined }), {}));
+  const baseline = merging === undefined ? costs : cost(runPasses(traced, pipeline({ ...options, turbo: undefined, generation: undefined }), {}));
   const { program, memory } = planMemory(lower(graph));
   let weightBytes = 0;
   for (const p of graph.params.values()) weightBytes += 4 * p.shape.reduce((a, b) => a * b, 1);
@@ -112,8 +125,8 @@ export function compileGraph(traced: Graph, options: CompileOptions = {}): Compi
     params: [...graph.params].map(([name, p]) => ({ name, shape: [...p.shape], dtype: "float32" })),
     flops: costs.total.flops,
     blocks: costs.blocks.map((b) => ({ name: b.name, tokensIn: b.tokensIn ?? null, tokensOut: b.tokensOut ?? null, merged: b.merged, flops: b.flops })),
-    turbo: options.turbo === undefined ? null : {
-      options: options.turbo,
+    turbo: merging === undefined ? null : {
+      options: merging,
       baselineFlops: baseline.total.flops,
       flopsRatio: baseline.total.flops.perBatch / costs.total.flops.perBatch,
     },

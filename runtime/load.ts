@@ -12,6 +12,7 @@ import { planProblem } from "./check_plan.ts";
 import { registerSimdMatmul } from "./kernels/simd_matmul.ts";
 import { gelu } from "./kernels/gelu.ts";
 import { turboMerge } from "./kernels/turbo_merge.ts";
+import { restore, windowMerge, type WindowMergeInputs, type WindowMergeOptions } from "./kernels/window_merge.ts";
 import { fromHfVit, isHfVit, parseSafetensors, randomWeights, type WeightTensor } from "./weights/mod.ts";
 
 /** What turbo-compile's module exports. */
@@ -25,8 +26,14 @@ export interface CompiledModule {
   ) => Record<string, tf.Tensor>;
 }
 
+/** Generation mode's merge as a compiled program calls it: its tensors only. */
+function windowMergeStep(inputs: WindowMergeInputs, options: WindowMergeOptions): { x: tf.Tensor3D; restoreRows: tf.Tensor1D } {
+  const { x, restoreRows } = windowMerge(inputs, options);
+  return { x, restoreRows };
+}
+
 /** Runtime kernels a compiled program may call besides tfjs ops. */
-export const kernels = { turboMerge, gelu } as const;
+export const kernels = { turboMerge, windowMerge: windowMergeStep, restore, gelu } as const;
 export type Kernels = typeof kernels;
 
 /** A problem with what the caller gave load() or run(): the compiled folder, the weights, an input. */

@@ -4,7 +4,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { compile, type Compiled } from "../compiler/compile.ts";
+import { compile, type CompileOptions, type Compiled } from "../compiler/compile.ts";
 import type { ModelSpec } from "../compiler/dsl/trace.ts";
 import type { WeightTensor } from "../runtime/weights/mod.ts";
 
@@ -21,8 +21,8 @@ export function tempDir(prefix = "turbograph-test-"): string {
 }
 
 /** Compiles `spec` (verifying the IR after every pass) and writes the module to a fresh directory. */
-export function compileToDir(spec: ModelSpec): { dir: string; compiled: Compiled } {
-  const compiled = compile(spec, { verify: true });
+export function compileToDir(spec: ModelSpec, options: CompileOptions = {}): { dir: string; compiled: Compiled } {
+  const compiled = compile(spec, { ...options, verify: true });
   const dir = tempDir();
   writeFileSync(join(dir, "model.mjs"), compiled.module.js);
   writeFileSync(join(dir, "model.ts"), compiled.module.ts);

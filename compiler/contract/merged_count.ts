@@ -61,3 +61,22 @@ export function mergedCount(n: number, r: number, options: Protection = {}): num
   if (destinations <= 0 || sources <= 0) return 0;
   return Math.max(0, Math.min(r, Math.floor((n - a - b) / 2), sources));
 }
+
+/**
+ * Generation mode: the destinations of a rows×columns token grid tiled by
+ * sy×sx windows (one per full window) and the sources (every other token),
+ * and the sources merged for a requested r (clamped to the sources). The
+ * kernel (runtime/kernels/window_merge.ts) picks which cell of each window;
+ * only the counts are needed to plan shapes.
+ */
+export function windowCounts(grid: readonly number[], window: readonly number[], r: number): { destinations: number; sources: number; merged: number } {
+  const [rows, columns] = grid as [number, number];
+  const [sy, sx] = window as [number, number];
+  for (const [name, v] of [["grid rows", rows], ["grid columns", columns], ["window rows", sy], ["window columns", sx]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} ${v} must be a positive integer`);
+  }
+  assertCount("r", r);
+  const destinations = Math.floor(rows / sy) * Math.floor(columns / sx);
+  const sources = rows * columns - destinations;
+  return { destinations, sources, merged: Math.min(r, sources) };
+}

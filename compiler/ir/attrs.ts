@@ -49,6 +49,8 @@ export const attrSchemas: { readonly [K in Op]?: Schema<K> } = {
   },
   merged_size: {},
   merged_sources: {},
+  window_merge: { r: "int", grid: "ints", window: "ints", seed: "int", alpha: "number", scale: "number", semantic: "bool" },
+  window_restore: { tokens: "int" },
   fill: { shape: "shape", value: "number" },
   eye: { shape: "shape" },
   reshape: { shape: "shape" },

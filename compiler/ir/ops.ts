@@ -37,6 +37,9 @@ export const opDocs = {
     "merges r tokens of x [B,N,D] by information degree; operands x, metric [B,N,d], size [B,N,1], then cls_attn [B,N] (unless ToMe-only), then sources [B,N,P] (when track)",
   merged_size: "the sizes [B,N',1] produced by the turbo_merge operand",
   merged_sources: "the provenance [B,N',P] produced by the turbo_merge operand; second operand: its sources input",
+  window_merge:
+    "generation mode: merges r of the N tokens of x [B,N,D] (a rows×cols grid) into one destination per window; operands x, metric [B,N,d], then semantic [B,N] (when semantic)",
+  window_restore: "generation mode: y [B,N',D'] back to the `tokens` positions of the window_merge operand's input (a merged token gets its destination's row); operands y, the window_merge",
   fill: "a constant tensor of the given shape (e.g. initial sizes of 1)",
   eye: "identity matrices [.., n, n] (initial provenance: each token stands for itself)",
   // ── movement
@@ -75,6 +78,22 @@ export interface TurboMergeAttrs {
   readonly track: boolean;
 }
 
+/** Attributes of a generation-mode merge (spec/turbo.md, "Generation mode"). */
+export interface WindowMergeAttrs {
+  /** Sources merged per sample (already clamped to the sources). */
+  readonly r: number;
+  /** The token grid [rows, columns]; rows·columns = N. */
+  readonly grid: readonly number[];
+  /** The window [sy, sx] that holds one destination. */
+  readonly window: readonly number[];
+  /** Seed of the destination inside each window. */
+  readonly seed: number;
+  readonly alpha: number;
+  readonly scale: number;
+  /** A semantic operand is present. */
+  readonly semantic: boolean;
+}
+
 /** Attributes of each op. */
 export interface OpAttrs {
   input: { readonly name: string };
@@ -99,6 +118,9 @@ export interface OpAttrs {
   turbo_merge: TurboMergeAttrs;
   merged_size: Record<string, never>;
   merged_sources: Record<string, never>;
+  window_merge: WindowMergeAttrs;
+  /** `tokens`: N, the merge's input token count. */
+  window_restore: { readonly tokens: number };
   fill: { readonly shape: Shape; readonly value: number };
   eye: { readonly shape: Shape };
   reshape: { readonly shape: Shape };
@@ -133,6 +155,8 @@ export const arity: { readonly [K in Op]: readonly [number, number] } = {
   turbo_merge: [3, 5],
   merged_size: [1, 1],
   merged_sources: [2, 2],
+  window_merge: [2, 3],
+  window_restore: [2, 2],
   fill: [0, 0],
   eye: [0, 0],
   reshape: [1, 1],

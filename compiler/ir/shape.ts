@@ -4,7 +4,7 @@
  * shapes; the caller prefixes the op name and attaches the source location.
  */
 
-import { mergedCount } from "../contract/merged_count.ts";
+import { mergedCount, windowCounts } from "../contract/merged_count.ts";
 import type { Op, OpAttrs } from "./ops.ts";
 import { dimEq, dimProduct, formatShape, isBatch, type Dim, type Shape, type TensorType } from "./types.ts";
 
@@ -181,6 +181,39 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     const r = mergedCount(n, a.r, { cls: a.cls, distill: a.distill, protect: a.protect });
     if (r !== a.r) throw new ShapeError(`r ${a.r} exceeds what ${n} tokens allow (${r}); the schedule must clamp it`);
     return [b, n - r, x.shape[2]!];
+  },
+  window_merge: (ts, a, batch) => {
+    const expected = a.semantic ? 3 : 2;
+    if (ts.length !== expected) throw new ShapeError(`expects ${expected} operands for semantic=${a.semantic} but got ${ts.length}`);
+    const [x, metric] = ts as [TensorType, TensorType];
+    if (x.shape.length !== 3) throw new ShapeError(`x must be [batch, tokens, width] but has shape ${fmt(x.shape, batch)}`);
+    const [b, n] = x.shape as [Dim, Dim];
+    if (typeof n !== "number") throw new ShapeError("the token axis must be static");
+    if (metric.shape.length !== 3 || !dimEq(metric.shape[0]!, b) || metric.shape[1] !== n) throw new ShapeError(`metric has shape ${fmt(metric.shape, batch)} but x is ${fmt(x.shape, batch)}`);
+    const semantic = a.semantic ? ts[2]! : undefined;
+    if (semantic !== undefined && (semantic.shape.length !== 2 || !dimEq(semantic.shape[0]!, b) || semantic.shape[1] !== n)) {
+      throw new ShapeError(`semantic has shape ${fmt(semantic.shape, batch)} but x needs ${fmt([b, n], batch)}`);
+    }
+    if (a.grid.length !== 2 || a.window.length !== 2) throw new ShapeError(`grid [${a.grid}] and window [${a.window}] must each be [rows, columns]`);
+    if (a.grid[0]! * a.grid[1]! !== n) throw new ShapeError(`grid ${a.grid[0]}×${a.grid[1]} has ${a.grid[0]! * a.grid[1]!} tokens but x has ${n}`);
+    if (!Number.isInteger(a.seed)) throw new ShapeError(`seed ${a.seed} must be an integer`);
+    if (!Number.isFinite(a.alpha) || !Number.isFinite(a.scale)) throw new ShapeError(`alpha ${a.alpha} and scale ${a.scale} must be finite`);
+    let counts;
+    try {
+      counts = windowCounts(a.grid, a.window, a.r);
+    } catch (e) {
+      throw new ShapeError((e as Error).message);
+    }
+    if (counts.merged !== a.r) throw new ShapeError(`r ${a.r} exceeds the ${counts.sources} sources of the grid; the pass must clamp it`);
+    return [b, n - a.r, x.shape[2]!];
+  },
+  window_restore: (ts, a, batch) => {
+    const [y, m] = ts as [TensorType, TensorType];
+    if (y.shape.length !== 3 || !dimEq(y.shape[0]!, m.shape[0]!) || y.shape[1] !== m.shape[1]) {
+      throw new ShapeError(`y has shape ${fmt(y.shape, batch)} but the merge gave ${fmt(m.shape, batch)} (the same batch and tokens needed)`);
+    }
+    if (!Number.isInteger(a.tokens) || typeof m.shape[1] !== "number" || a.tokens < m.shape[1]) throw new ShapeError(`tokens ${a.tokens} is below the merge's ${fmt([m.shape[1]!], batch).slice(1, -1)}`);
+    return [y.shape[0]!, a.tokens, y.shape[2]!];
   },
   merged_size: (ts) => [ts[0]!.shape[0]!, ts[0]!.shape[1]!, 1],
   merged_sources: (ts, _a, batch) => {

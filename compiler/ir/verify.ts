@@ -31,6 +31,11 @@ export function verify(g: Graph, after = "graph"): Graph {
       if (src?.op !== "turbo_merge") fail(i, `${n.op} must read a turbo_merge, not ${src?.op ?? "a parameter"}`);
       else if (n.op === "merged_sources" && !src.attrs.track) fail(i, "merged_sources reads a turbo_merge that does not track sources");
     }
+    if (n.op === "window_restore") {
+      const src = g.nodes[n.inputs[1] as number];
+      if (src?.op !== "window_merge") fail(i, `window_restore must read a window_merge, not ${src?.op ?? "a parameter"}`);
+      else if (operandType(g, src.inputs[0]!).shape[1] !== n.attrs.tokens) fail(i, `window_restore gives ${n.attrs.tokens} tokens but its merge read ${operandType(g, src.inputs[0]!).shape[1]}`);
+    }
     if (n.op === "input") {
       if (n.inputs.length !== 0) fail(i, "input has operands");
       return;

@@ -23,6 +23,7 @@ import type { Shape } from "../ir/types.ts";
 import { CompileError } from "../diagnostics.ts";
 import { attr, encodeModel, floatTensor, OnnxGraphBuilder, valueInfo } from "./onnx_builder.ts";
 import { emitTurboMerge, mergeOptionKeys, type MergeOptions } from "./onnx_turbo_merge.ts";
+import { emitRestore, emitWindowMerge, windowOptionKeys, type WindowMergeOptions } from "./onnx_window_merge.ts";
 import type { Arg, Program, Step } from "./program.ts";
 import { permuteShape, planTranspose } from "./transpose.ts";
 
@@ -151,6 +152,24 @@ const kernelRules: Readonly<Record<string, KernelRule>> = {
       { x: cx.output(field("x")!), size: cx.output(field("size")!), sources: sourcesOut === undefined ? undefined : cx.output(sourcesOut) },
       s.shape[1]!,
     );
+  },
+  "k.windowMerge": (s, cx) => {
+    const [tensors, options] = s.args;
+    if (tensors === undefined || !("obj" in tensors) || options === undefined || !("obj" in options)) throw new Error("internal: k.windowMerge without its tensors and options");
+    const t = tensors.obj;
+    const o = Object.fromEntries(Object.entries(options.obj).map(([k, a]) => [k, lit(a)])) as unknown as WindowMergeOptions;
+    const unknown = Object.keys(o).filter((k) => !(windowOptionKeys as readonly string[]).includes(k));
+    if (unknown.length > 0) throw new Error(`internal: the ONNX rendering of window_merge does not handle option ${unknown.join(", ")}`);
+    const semantic = t.semantic === undefined || ("lit" in t.semantic && t.semantic.lit === null) ? undefined : cx.value(t.semantic);
+    const n = cx.shapeOf(t.x!)[1];
+    if (typeof n !== "number") throw new Error("internal: the merge's token count is not static");
+    const rows = s.extra.find((e) => e.field === "restoreRows");
+    if (s.field !== "x" || rows === undefined) throw new Error("internal: k.windowMerge's results are not x and restoreRows");
+    emitWindowMerge(cx.g, s.out, { x: cx.value(t.x!), metric: cx.value(t.metric!), semantic }, n, s.shape[2] as number, s.shape[0]!, o, { x: cx.output(s.out), restoreRows: cx.output(rows.out) });
+  },
+  "k.restore": (s, cx) => {
+    const [y, rows] = s.args as [Arg, Arg];
+    emitRestore(cx.g, s.out, cx.value(y), cx.value(rows), s.shape[2] as number, s.shape, cx.output(s.out));
   },
 };
 
@@ -295,9 +314,9 @@ export function emitOnnx(program: Program, plan: Plan, source: string): Uint8Arr
       rule(s, cx(s));
     }
     i += run?.length ?? 1;
-    for (const [t, shape] of [[s.out, s.shape] as const, ...s.extra.map((e) => [e.out, e.shape] as const)]) {
+    for (const { out: t, shape, dtype } of [{ out: s.out, shape: s.shape, dtype: undefined }, ...s.extra]) {
       shapes.set(t, shape);
-      g.valueInfo.push(valueInfo(internal(t), shape, program.batch));
+      g.valueInfo.push(valueInfo(internal(t), shape, program.batch, dtype));
     }
   }
   const taken = new Set([...program.inputs.map((i) => i.name), ...program.params.keys()]);

@@ -46,7 +46,7 @@ export function emitTs(program: Program, plan: Plan, source: string): { ts: stri
   for (const [name, v] of weightVars) body.push(`const ${v} = w[${JSON.stringify(name)}]!;`);
   for (const s of program.steps) {
     const target = s.field === undefined ? s.out : `{ ${[{ field: s.field, out: s.out }, ...s.extra].map((e) => `${e.field}: ${e.out}`).join(", ")} }`;
-    const shapes = [s.shape, ...s.extra.map((e) => e.shape)].map((x) => `f32${formatShape(x)}`).join(", ");
+    const shapes = [{ shape: s.shape, dtype: "f32" }, ...s.extra].map((x) => `${x.dtype ?? "f32"}${formatShape(x.shape)}`).join(", ");
     const call = `const ${target} = ${s.kernel}(${s.args.map(argExpr).join(", ")}); // ${shapes}`;
     body.push(call);
     if (s.dispose.length > 0) body.push(`${s.dispose.map((t) => `${t}.dispose();`).join(" ")}`);
@@ -63,7 +63,7 @@ export function emitTs(program: Program, plan: Plan, source: string): { ts: stri
   file.addTypeAlias({
     name: "Kernels",
     docs: ["Runtime kernels the program calls besides tfjs ops (runtime/kernels)."],
-    type: "{ turboMerge(inputs: Record<string, tfc.Tensor | null>, options: Record<string, unknown>): Record<string, tfc.Tensor>; gelu(x: tfc.Tensor): tfc.Tensor }",
+    type: "{ turboMerge(inputs: Record<string, tfc.Tensor | null>, options: Record<string, unknown>): Record<string, tfc.Tensor>; windowMerge(inputs: Record<string, tfc.Tensor | null>, options: Record<string, unknown>): Record<string, tfc.Tensor>; restore(y: tfc.Tensor, rows: tfc.Tensor, tokens: number): tfc.Tensor; gelu(x: tfc.Tensor): tfc.Tensor }",
   });
   file.addVariableStatement({
     isExported: true,

@@ -34,7 +34,7 @@ export interface Step {
    * the other fields with the program tensors they become.
    */
   readonly field?: string;
-  readonly extra: readonly { readonly field: string; readonly out: string; readonly shape: Shape }[];
+  readonly extra: readonly { readonly field: string; readonly out: string; readonly shape: Shape; readonly dtype?: DType }[];
   /** IR node this step implements. */
   readonly node: number;
   /** Tensors whose last use is this step; filled in by plan_memory. */
@@ -53,7 +53,7 @@ export interface Program {
 interface LowerContext {
   step(kernel: string, args: Arg[], shape: Shape): Arg;
   /** A kernel with several tensor results, returned as an object with these fields. */
-  multi(kernel: string, args: Arg[], outs: readonly { field: string; shape: Shape }[]): Map<string, Arg>;
+  multi(kernel: string, args: Arg[], outs: readonly { field: string; shape: Shape; dtype?: DType }[]): Map<string, Arg>;
   /** The results of the multi-output step that lowered node `id`. */
   results(id: number): Map<string, Arg>;
   arg(o: Operand): Arg;
@@ -131,6 +131,23 @@ const rules: { readonly [K in Op]: LowerRule<K> } = {
     if (s === undefined) throw new Error(`internal: merged_sources %${n.id} reads a merge that does not track sources`);
     return s;
   },
+  window_merge: (n, cx) => {
+    const [x, metric] = n.inputs.slice(0, 2).map(cx.arg) as [Arg, Arg];
+    const semantic = n.attrs.semantic ? cx.arg(n.inputs[2]!) : { lit: null };
+    const { r, grid, window, seed, alpha, scale } = n.attrs;
+    const [b] = n.type.shape as [Shape[number]];
+    const tokens = cx.type(n.inputs[0]!).shape[1] as number;
+    const rows = typeof b === "number" ? b * tokens : { batch: b.batch * tokens };
+    const outs = [
+      { field: "x", shape: n.type.shape },
+      { field: "restoreRows", shape: [rows], dtype: "i32" as const },
+    ];
+    return cx.multi("k.windowMerge", [{ obj: { x, metric, semantic } }, { obj: { r: { lit: r }, grid: { lit: grid }, window: { lit: window }, seed: { lit: seed }, alpha: { lit: alpha }, scale: { lit: scale } } }], outs).get("x")!;
+  },
+  window_restore: (n, cx) => {
+    const rows = cx.results(n.inputs[1] as number).get("restoreRows")!;
+    return cx.step("k.restore", [cx.arg(n.inputs[0]!), rows, { lit: n.attrs.tokens }], n.type.shape);
+  },
   eye: (n, cx) => {
     const [b, size] = n.attrs.shape as [Shape[number], number];
     return cx.step("tf.eye", [{ lit: size }, { lit: size }, { shape: [b] }], n.type.shape);
@@ -180,7 +197,7 @@ export function lower(g: Graph): Program {
       const [first, ...rest] = outs;
       if (first === undefined) throw new Error("internal: a multi-output kernel needs outputs");
       const names = outs.map((_, i) => (i === 0 ? `t${base}` : `t${base}_${outs[i]!.field}`));
-      const extra = rest.map((o, i) => ({ field: o.field, out: names[i + 1]!, shape: o.shape }));
+      const extra = rest.map((o, i) => ({ field: o.field, out: names[i + 1]!, shape: o.shape, ...(o.dtype === undefined ? {} : { dtype: o.dtype }) }));
       steps.push({ out: names[0]!, kernel, args, shape: first.shape, field: first.field, node: current, extra, dispose: [] });
       const results = new Map(outs.map((o, i) => [o.field, { t: names[i]! } as Arg]));
       multiResults.set(current, results);

@@ -21,7 +21,7 @@ export interface StreamAxis {
   readonly axis: number;
 }
 
-const perToken = new Set(["scale", "gelu", "log", "sigmoid", "exp", "sin", "cos", "softmax", "layer_norm", "linear", "broadcast", "turbo_merge", "merged_size", "merged_sources"]);
+const perToken = new Set(["scale", "gelu", "log", "sigmoid", "exp", "sin", "cos", "softmax", "layer_norm", "linear", "broadcast", "turbo_merge", "merged_size", "merged_sources", "window_merge", "window_restore"]);
 
 /** The output axis of a reshape that carries input axis `t`, or undefined when the reshape folds it into another. */
 export function reshapedAxis(from: Shape, to: Shape, t: number): number | undefined {

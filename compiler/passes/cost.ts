@@ -9,7 +9,8 @@
  */
 
 import { operandType, type AnyNode, type Graph } from "../ir/graph.ts";
-import type { Op } from "../ir/ops.ts";
+import type { Op, WindowMergeAttrs } from "../ir/ops.ts";
+import { windowCounts } from "../contract/merged_count.ts";
 import { bytesPerElement, elementCount, type TensorType } from "../ir/types.ts";
 
 export interface Linear {
@@ -92,6 +93,17 @@ const flopRules: { readonly [K in Op]: (n: AnyNode, ins: readonly TensorType[]) 
     const perSample = 3 * tokens * d + 2 * a * b * d + 3 * tokens * (x.shape[2] as number);
     return times(elementCount([x.shape[0]!]), perSample);
   },
+  window_merge: (n, ins) => {
+    // Normalising the metric, the sources × destinations cosine matrix, the merge of x.
+    const [x, metric] = ins as [TensorType, TensorType];
+    const tokens = x.shape[1] as number;
+    const d = metric.shape[2] as number;
+    const a = n.attrs as WindowMergeAttrs;
+    const { destinations, sources } = windowCounts(a.grid, a.window, a.r);
+    const perSample = 3 * tokens * d + 2 * sources * destinations * d + 3 * tokens * (x.shape[2] as number);
+    return times(elementCount([x.shape[0]!]), perSample);
+  },
+  window_restore: zero,
   merged_size: zero,
   merged_sources: zero,
   fill: zero,
@@ -131,7 +143,7 @@ export function cost(g: Graph): CostReport {
       blocks.set(scope, blk);
     }
     blk.flops = plus(blk.flops, flops);
-    if (n.op === "turbo_merge") blk.merged += n.attrs.r;
+    if (n.op === "turbo_merge" || n.op === "window_merge") blk.merged += n.attrs.r;
     const out = tokens(n.type);
     if (out !== undefined) blk.tokensOut = out;
   }

@@ -5,7 +5,10 @@
  * @module
  */
 
+import { mulberry32 } from "../../compiler/contract/random.ts";
 import { WeightsError } from "./errors.ts";
+
+export { mulberry32 };
 import type { WeightTensor } from "./safetensors.ts";
 
 /** A parameter to initialise: its name and shape. */
@@ -92,15 +95,6 @@ function hash(text: string): number {
   return h >>> 0;
 }
 
-/** The mulberry32 generator: uniform numbers in [0, 1) from a 32-bit state. */
-export function mulberry32(state: number): () => number {
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), state | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Standard normal numbers by the Box-Muller transform, two per pair of uniforms. */
 function gaussian(uniform: () => number): () => number {

@@ -84,4 +84,30 @@ test("trace() keeps its budget from code too: maxNodes stops a growing build at 
   }
 });
 
+test("--generation: a bad setting gets a caret under it and exit 2; a good one compiles the DiT with merge and restore", async () => {
+  const spec = join(root, "examples/dit/dit.ts");
+  const out = tempDir();
+  const bad = await cli([spec, "--no-check", "--out", out, "--generation", "ratio=0.5,where=self+ffn"]);
+  assert.is(bad.exit, 2);
+  assert.match(bad.err, /insertGeneration: option where: "ffn" is not one of self, cross, mlp/);
+  const caret = bad.err.split("\n").findIndex((l) => /^\s+\^$/.test(l));
+  assert.ok(caret > 0, bad.err);
+  const line = bad.err.split("\n")[caret - 1]!;
+  assert.is(line.slice(bad.err.split("\n")[caret]!.indexOf("^")).startsWith("where="), true, bad.err);
+  for (const [args, message] of [
+    [["grid=14by14"], /--generation grid="14by14" must be ROWSxCOLUMNS/],
+    [["speed=2"], /--generation: unknown setting "speed"/],
+    [["ratio=0.5", "--turbo", "r=4"], /two modes of Turbo; give one/],
+  ] as const) {
+    const r = await cli([spec, "--no-check", "--out", out, "--generation", ...args]);
+    assert.is(r.exit, 2, r.err);
+    assert.match(r.err, message);
+  }
+  const good = await cli([spec, "--no-check", "--out", out, "--generation", "ratio=0.5,where=self+mlp,alpha=0,grid=14x14,window=2x2,seed=1"]);
+  assert.is(good.exit, 0, good.err);
+  const plan = JSON.parse(readFileSync(join(out, "plan.json"), "utf8"));
+  assert.equal(plan.turbo.options, { mode: "generation", ratio: 0.5, where: ["self", "mlp"], alpha: 0, grid: [14, 14], window: [2, 2], seed: 1 });
+  assert.equal(plan.blocks.filter((b: { name: string }) => b.name.startsWith("block.")).map((b: { merged: number }) => b.merged), [196, 196, 196, 196]);
+});
+
 test.run();
