@@ -9,8 +9,10 @@
  *   degree E       R − α·c·I (I gathered at the sources)
  *   selection      TopK (ties: lower index first); the staying sources back in
  *                  position order by a second, ascending TopK
- *   merge          GatherND (batch_dims 1), ScatterElements(reduction add):
- *                  x_d + Σ (x_i − x_d) / count
+ *   merge          MatMul with 0/1 matrices built by Equal: the staying rows,
+ *                  and (x_d + Σ x_i) / count for each destination (the
+ *                  kernel's x_d + Σ (x_i − x_d) / count up to float rounding;
+ *                  both leave a destination that receives nothing exact)
  *   restore rows   ScatterElements of each position's row in the merged
  *                  output, offset by b·(N − r') and flattened to [B·N], the
  *                  kernel's `restoreRows`
@@ -25,7 +27,8 @@ import { windowPartition } from "../contract/window_partition.ts";
 import type { Shape } from "../ir/types.ts";
 import { attr, type OnnxGraphBuilder } from "./onnx_builder.ts";
 
-/** onnx.TensorProto.DataType.INT32. */
+/** onnx.TensorProto.DataType values. */
+const FLOAT = 1;
 const INT32 = 6;
 
 export interface WindowMergeOptions {
@@ -85,10 +88,17 @@ export function emitWindowMerge(
     return;
   }
 
+  // Sources then destinations, by one static permutation of the token axis.
+  const order = [...sources, ...destinations];
+  const split = (t: string) => {
+    const all = g.op("Gather", [t, g.ints(order)], name, [attr.int("axis", 1)]);
+    return [range(all, 0, nA), range(all, nA, n)] as const;
+  };
+
   // Cosine similarity of every source to every destination; R and dst (first max).
   const norm = g.op("Sqrt", [g.op("ReduceSum", [g.op("Mul", [inputs.metric, inputs.metric], name), g.ints([-1])], name, [attr.int("keepdims", 1)])], name);
-  const unit = g.op("Div", [inputs.metric, g.op("Max", [norm, f(NORM_EPSILON)], name)], name);
-  const scores = g.op("MatMul", [onTokens(unit, sources), g.op("Transpose", [onTokens(unit, destinations)], name, [attr.ints("perm", [0, 2, 1])])], name);
+  const [unitA, unitB] = split(g.op("Div", [inputs.metric, g.op("Max", [norm, f(NORM_EPSILON)], name)], name));
+  const scores = g.op("MatMul", [unitA, g.op("Transpose", [unitB], name, [attr.ints("perm", [0, 2, 1])])], name);
   const redundancy = g.op("ReduceMax", [scores], name, [attr.ints("axes", [2]), attr.int("keepdims", 0)]);
   const destination = g.op("ArgMax", [scores], name, [attr.int("axis", 2), attr.int("keepdims", 0), attr.int("select_last_index", 0)]);
   let degree = redundancy;
@@ -103,24 +113,24 @@ export function emitWindowMerge(
     ? undefined
     : g.node("TopK", [range(byDegree, merged, nA), g.ints([kept])], name, { attrs: [attr.int("axis", -1), attr.int("largest", 0), attr.int("sorted", 1)], outputs: 2 })[0]!;
 
-  // Plain mean into each destination: x_d + Σ (x_i − x_d) / count.
-  const target = g.op("GatherElements", [destination, moving], name, [attr.int("axis", 1)]); // [B, r'], index into destinations
-  const targetIndex = unsqueeze(target, 2);
-  /** Σ of `updates` [B, r', w] into zeros [B, nB, w] at the targets. */
-  const scatterAdd = (width: number, updates: string) => {
-    const zeros = g.op("ConstantOfShape", [g.shape([batch, nB, width], name)], name);
-    const index = width === 1 ? targetIndex : g.op("Expand", [targetIndex, g.op("Shape", [updates], name)], name);
-    return g.op("ScatterElements", [zeros, index, updates], name, [attr.int("axis", 1), attr.string("reduction", "add")]);
-  };
-  const xA = onTokens(inputs.x, sources);
-  const xB = onTokens(inputs.x, destinations);
-  const pull = g.op("Sub", [rows(xA, moving), rows(xB, target)], name);
-  const ones = g.op("Expand", [f(1), g.shape([batch, merged, 1], name)], name);
-  const count = g.op("Add", [f(1), scatterAdd(1, ones)], name);
-  const newXB = g.op("Add", [xB, g.op("Div", [scatterAdd(width, pull), count], name)], name);
-  const parts = staying === undefined ? [newXB] : [rows(xA, staying), newXB];
+  // The merge as products with 0/1 matrices (onnxruntime's MatMul is far
+  // faster than its GatherND and ScatterElements over [B, ·, D]; a product
+  // with a one-hot row copies exactly): Q[b, j, a] = 1 when source a merges
+  // into destination j, so the destination becomes (x_j + Σ_a Q x_a) / count,
+  // and a destination that receives nothing keeps x_j exactly.
+  const [xA, xB] = split(inputs.x);
+  /** [B, k, classes]: row i one-hot at index[b, i]. */
+  const oneHot = (index: string, classes: number) => g.op("Cast", [g.op("Equal", [unsqueeze(index, 2), g.ints(iota(classes), [1, 1, classes])], name)], name, [attr.int("to", FLOAT)]);
+  const ones = g.op("Expand", [f(1), g.shape([batch, merged], name)], name);
+  const movingMask = g.op("ScatterElements", [g.op("ConstantOfShape", [g.shape([batch, nA], name)], name), moving, ones], name, [attr.int("axis", 1)]); // [B, nA]
+  // [B, nB, nA]: column a one-hot at dst[b, a], zero when a stays.
+  const q = g.op("Mul", [g.op("Cast", [g.op("Equal", [unsqueeze(destination, 1), g.ints(iota(nB), [1, nB, 1])], name)], name, [attr.int("to", FLOAT)]), unsqueeze(movingMask, 1)], name);
+  const count = g.op("Add", [f(1), g.op("ReduceSum", [q, g.ints([-1])], name, [attr.int("keepdims", 1)])], name);
+  const newXB = g.op("Div", [g.op("Add", [xB, g.op("MatMul", [q, xA], name)], name), count], name);
+  const parts = staying === undefined ? [newXB] : [g.op("MatMul", [oneHot(staying, nA), xA], name), newXB];
   if (parts.length === 1) g.op("Identity", parts, name, [], out.x);
   else g.op("Concat", parts, name, [attr.int("axis", 1)], out.x);
+  const target = g.op("GatherElements", [destination, moving], name, [attr.int("axis", 1)]); // [B, r'], index into destinations
 
   // Each position's row in the merged output: a staying source its slot, a
   // destination kept + j, a merged source its destination's kept + j.

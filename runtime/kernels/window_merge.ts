@@ -123,31 +123,29 @@ export function windowMerge(inputs: WindowMergeInputs, options: WindowMergeOptio
     // Mean of each destination and its sources, as x_d + Σ (x_i − x_d) / count,
     // so that a destination that receives nothing keeps its x exactly.
     const xRows = tf.reshape(x, [batch * n, width]);
-    const sourceBase = rowTable(batch, 1, (b) => b * nA);
-    const movingRows = takeRows(tf.reshape(rowsA, [batch * nA]), tf.add(sourceBase, moving)); // rows of x
-    const target = tf.reshape(
-      takeRows(tf.reshape(destination, [batch * nA]), tf.add(sourceBase, moving)),
-      [batch, merged],
-    ); // [B, r'], index into destinations
-    const targetRows = tf.reshape(tf.add(rowTable(batch, 1, (b) => b * nB), target), [-1, 1]); // into [B·nB]
+    // Offsets b·k as full tables: int32 adds of equal shapes (a broadcasting
+    // int32 add takes the wasm backend's slow generic path, ~10× slower).
+    const movingSource = tf.add(rowTable(batch, merged, (b) => b * nA), moving); // into [B·nA]
+    const movingRows = takeRows(tf.reshape(rowsA, [batch * nA]), movingSource); // rows of x
+    const target = tf.reshape(takeRows(tf.reshape(destination, [batch * nA]), movingSource), [batch, merged]); // [B, r'], index into destinations
+    const targetRows = tf.reshape(tf.add(rowTable(batch, merged, (b) => b * nB), target), [-1, 1]); // into [B·nB]
     const xB = takeRows(xRows, rowsB); // [B·nB, D]
     const pull = tf.sub(takeRows(xRows, movingRows), tf.gatherND(xB, targetRows));
-    const count = tf.add(tf.onesLike(tf.slice(xB, [0, 0], [batch * nB, 1])), tf.scatterND(targetRows, tf.ones([batch * merged, 1]), [batch * nB, 1]));
+    const count = tf.add(tf.ones([batch * nB, 1]), tf.scatterND(targetRows, tf.ones([batch * merged, 1]), [batch * nB, 1]));
     const newXB = tf.add(xB, tf.div(tf.scatterND(targetRows, pull, [batch * nB, width]), count));
 
     // Output: unmerged sources in position order (sources are listed in raster
     // order, so sorting their indices sorts their positions), then destinations.
-    const stayingRows = takeRows(tf.reshape(rowsA, [batch * nA]), tf.add(sourceBase, staying)); // rows of x
+    const stayingRows = takeRows(tf.reshape(rowsA, [batch * nA]), tf.add(rowTable(batch, kept, (b) => b * nA), staying)); // rows of x
     const mergedX = tf.concat([
       tf.reshape(takeRows(xRows, stayingRows), [batch, kept, width]),
       tf.reshape(newXB, [batch, nB, width]),
     ], 1) as tf.Tensor3D;
 
     // Restore rows: every position written exactly once into a [B·N] table.
-    const outBase = rowTable(batch, 1, (b) => b * out);
-    const stayingOut = tf.add(outBase, rowTable(batch, kept, (_, t) => t)); // [B, kept]
-    const destinationOut = tf.add(outBase, rowTable(batch, nB, (_, j) => kept + j)); // [B, nB]
-    const movingOut = tf.add(outBase, tf.add(target, tf.scalar(kept, "int32"))); // [B, r']
+    const stayingOut = rowTable(batch, kept, (b, t) => b * out + t); // [B, kept]
+    const destinationOut = rowTable(batch, nB, (b, j) => b * out + kept + j); // [B, nB]
+    const movingOut = tf.add(rowTable(batch, merged, (b) => b * out + kept), target); // [B, r']
     const positions = tf.concat([tf.reshape(stayingRows, [-1]), tf.reshape(rowsB, [-1]), tf.reshape(movingRows, [-1])], 0);
     const values = tf.concat([tf.reshape(stayingOut, [-1]), tf.reshape(destinationOut, [-1]), tf.reshape(movingOut, [-1])], 0);
     const restoreRows = tf.scatterND(tf.reshape(positions, [-1, 1]), values, [batch * n]) as tf.Tensor1D;
