@@ -23,7 +23,7 @@
  * The semantic value I (α ≠ 0) is the visual-textual map of the block's
  * cross-attention, evaluated at the sub-layer's input: the cross-attention's
  * query projection of h against its text keys, softmax over the image
- * tokens, averaged over text tokens and heads. For the cross-attention's own
+ * tokens, averaged over text tokens and heads (`textualMap`). For the cross-attention's own
  * merge that is exactly the map the paper uses; for self-attention and the
  * MLP it is the same map at their input (the block's own cross-attention
  * runs after self-attention, so its map of the current tokens is not yet
@@ -33,8 +33,9 @@
 import { windowCounts } from "../contract/merged_count.ts";
 import { CompileError } from "../diagnostics.ts";
 import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
+import { isBatch, type Dim } from "../ir/types.ts";
 import { retyper } from "./_retype.ts";
-import { rewrite } from "./_rewrite.ts";
+import { rewrite, type RewriteContext } from "./_rewrite.ts";
 import { tokenStreams } from "./_streams.ts";
 
 export type SubLayer = "self" | "cross" | "mlp";
@@ -183,6 +184,34 @@ function semanticSource(g: Graph, site: GenerationSite, all: readonly Generation
   return g.nodes[pick.attention!]! as AnyNode & { op: "attention" };
 }
 
+/**
+ * The visual-textual map at h [B, N, D] as IR: softmax over the N image
+ * tokens of q(h)·k_t/√d per text token t and head, averaged over both →
+ * [B, N], with q(h) = h·W + b the cross-attention's query projection. The
+ * projection is folded into the text side, logits = h·(W k_t) + b·k_t per
+ * head, so the cost is T·H rows against the image tokens instead of a
+ * second N×D×D projection of every image token.
+ */
+function textualMap(ctx: RewriteContext, h: Operand, text: Operand, weight: Operand, bias: Operand | undefined, heads: number): Operand {
+  const [b, , width] = ctx.b.type(h).shape as [Dim, number, number];
+  const tokens = ctx.b.type(text).shape[1] as number;
+  const dh = width / heads;
+  const bt = isBatch(b) ? { batch: b.batch * tokens } : b * tokens;
+  // U[b, h, t, :] = W[:, h, :] · k[b, t, h, :], as one batched product over heads.
+  const kHeads = ctx.add("reshape", [text], { shape: [b, tokens, heads, dh] });
+  const kByHead = ctx.add("reshape", [ctx.add("transpose", [kHeads], { perm: [2, 0, 1, 3] })], { shape: [heads, bt, dh] });
+  const wByHead = ctx.add("transpose", [ctx.add("reshape", [weight], { shape: [width, heads, dh] })], { perm: [1, 2, 0] }); // [H, dh, D]
+  const u = ctx.add("matmul", [kByHead, wByHead], {}); // [H, B·T, D]
+  const rows = ctx.add("reshape", [ctx.add("transpose", [ctx.add("reshape", [u], { shape: [heads, b, tokens, width] })], { perm: [1, 0, 2, 3] })], { shape: [b, heads * tokens, width] });
+  let logits: Operand = ctx.add("matmul", [rows, ctx.add("transpose", [h], { perm: [0, 2, 1] })], {}); // [B, H·T, N]
+  if (bias !== undefined) {
+    const c = ctx.add("sum", [ctx.add("mul", [kHeads, ctx.add("reshape", [bias], { shape: [heads, dh] })], {})], { axes: [3], keepDims: false }); // [B, T, H]
+    logits = ctx.add("add", [logits, ctx.add("reshape", [ctx.add("transpose", [c], { perm: [0, 2, 1] })], { shape: [b, heads * tokens, 1] })], {});
+  }
+  const p = ctx.add("softmax", [ctx.add("scale", [logits], { value: 1 / Math.sqrt(dh) })], {});
+  return ctx.add("mean", [p], { axes: [1], keepDims: false });
+}
+
 export function insertGeneration(g: Graph, options: GenerationOptions = {}): Graph {
   return insertGenerationWithNotes(g, options).graph;
 }
@@ -244,7 +273,6 @@ export function insertGenerationWithNotes(g: Graph, options: GenerationOptions =
         const cross = sources.get(at.add)!;
         const qLinear = g.nodes[cross.inputs[0] as number]!;
         if (qLinear.op !== "linear") throw new CompileError(`insertGeneration: the cross-attention of ${at.scope} does not take its queries from a linear, so its visual-textual map cannot be evaluated at the ${at.kind} sub-layer's input; choose alpha=0`, g.meta.get(cross.id)?.loc);
-        const qImage = ctx.add("linear", [id, ...qLinear.inputs.slice(1).map(ctx.map)], {});
         // The text keys come later in graph order for a merge before the cross-attention:
         // computed here from the prompt (cse folds them with the cross-attention's own).
         const early = (x: Operand): Operand => {
@@ -256,14 +284,7 @@ export function insertGenerationWithNotes(g: Graph, options: GenerationOptions =
             return ctx.add(k.op, k.inputs.map(early), k.attrs as never);
           }
         };
-        const text = early(cross.inputs[1]!);
-        const tokens = ctx.b.type(text).shape[1] as number;
-        let sum: Operand | undefined;
-        for (let t = 0; t < tokens; t++) {
-          const row = ctx.add("cls_attention", [text, qImage], { heads: cross.attrs.heads, query: t });
-          sum = sum === undefined ? row : ctx.add("add", [sum, row], {});
-        }
-        operands.push(tokens === 1 ? sum! : ctx.add("scale", [sum!], { value: 1 / tokens }));
+        operands.push(textualMap(ctx, id, early(cross.inputs[1]!), qLinear.inputs[1]!, qLinear.inputs[2], cross.attrs.heads));
       }
       const merge = ctx.add("window_merge", operands, { r, grid: [...grid], window: [...o.window], seed: o.seed, alpha: o.alpha, scale: o.scale, semantic });
       mergeOf.set(at, merge);
