@@ -79,15 +79,23 @@ export interface CliOptions {
   budget: Required<TraceOptions>;
 }
 
-/** Parses `--turbo r=16,threshold=40,…` into pass options; every mistake names the key. */
-export function parseTurbo(text: string): TurboOptions {
+/** `key=value,key=value` of `option`, each key once and known. */
+function settings(text: string, option: string, known: readonly string[]): Map<string, string> {
   const entries = new Map<string, string>();
   for (const part of text.split(",")) {
     const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(part);
-    if (m === null) throw new CompileError(`--turbo: "${part}" is not key=value`);
-    if (entries.has(m[1]!)) throw new CompileError(`--turbo: ${m[1]} is given twice`);
+    if (m === null) throw new CompileError(`${option}: "${part}" is not key=value`);
+    if (entries.has(m[1]!)) throw new CompileError(`${option}: ${m[1]} is given twice`);
     entries.set(m[1]!, m[2]!);
   }
+  for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`${option}: unknown setting "${key}"; known: ${known.join(", ")}`);
+  return entries;
+}
+
+/** Parses `--turbo r=16,threshold=40,…` into pass options; every mistake names the key. */
+export function parseTurbo(text: string): TurboOptions {
+  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "sizes", "sources"];
+  const entries = settings(text, "--turbo", known);
   const num = (key: string, integer = false): number | undefined => {
     const v = entries.get(key);
     if (v === undefined) return undefined;
@@ -106,8 +114,6 @@ export function parseTurbo(text: string): TurboOptions {
     if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`--turbo ${key}: "${x}" is not an integer`);
     return n;
   });
-  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "sizes", "sources"];
-  for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`--turbo: unknown setting "${key}"; known: ${known.join(", ")}`);
   const rList = list("r");
   if (rList === undefined) throw new CompileError("--turbo needs r=N (tokens merged per block)");
   const inflect = num("inflect");
@@ -141,15 +147,7 @@ export function parseTurbo(text: string): TurboOptions {
 
 /** Parses `--generation ratio=0.5,where=self+cross,…` into pass options; every mistake names the key. */
 export function parseGeneration(text: string): GenerationOptions {
-  const entries = new Map<string, string>();
-  for (const part of text.split(",")) {
-    const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(part);
-    if (m === null) throw new CompileError(`--generation: "${part}" is not key=value`);
-    if (entries.has(m[1]!)) throw new CompileError(`--generation: ${m[1]} is given twice`);
-    entries.set(m[1]!, m[2]!);
-  }
-  const known = ["ratio", "where", "grid", "window", "seed", "alpha", "scale", "skip"];
-  for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`--generation: unknown setting "${key}"; known: ${known.join(", ")}`);
+  const entries = settings(text, "--generation", ["ratio", "where", "grid", "window", "seed", "alpha", "scale", "skip"]);
   const num = (key: string, integer = false): number | undefined => {
     const v = entries.get(key);
     if (v === undefined) return undefined;
