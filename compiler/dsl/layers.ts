@@ -7,7 +7,7 @@
 import { CompileError } from "../diagnostics.ts";
 import { formatShape } from "../ir/types.ts";
 import { rearrange } from "./einops.ts";
-import { add, broadcast, concat, gelu } from "./primitives.ts";
+import { add, broadcast, concat, cos, gelu, mul, reshape, silu, sin, slice } from "./primitives.ts";
 import { block, currentTrace, describe, emit, here, param, Tensor } from "./trace.ts";
 
 /** The options object every layer builder takes, with its parameter-prefix name: present, an object, a non-empty string name. */
@@ -175,5 +175,77 @@ export function patchEmbed(pixels: Tensor, o: PatchEmbedOptions): Tensor {
       tokens += 1;
     }
     return add(x, param(`${o.name}.pos`, [tokens, o.dim], "patchEmbed"));
+  });
+}
+
+export interface TimestepEmbeddingOptions {
+  /** Output width. */
+  dim: number;
+  /** F: the features are F cosines then F sines. */
+  frequencies: number;
+  name: string;
+}
+
+/**
+ * A diffusion timestep t [B, 1] (float) → [B, dim]: the sinusoidal features
+ * [cos(t·f), sin(t·f)], then linear → SiLU → linear (DiT's timestep
+ * embedder). The frequencies f are the parameter `<name>.freqs` [1, F], a
+ * fixed buffer stored with the weights (10000^(−i/F) in DiT), so the graph
+ * needs no constant tensors.
+ */
+export function timestepEmbedding(t: Tensor, o: TimestepEmbeddingOptions): Tensor {
+  checkOptions("timestepEmbedding", o);
+  if (!(t instanceof Tensor) || t.rank !== 2 || t.shape[1] !== 1) throw new CompileError(`timestepEmbedding "${o.name}": t must be [batch, 1], not ${t instanceof Tensor ? formatShape(t.shape) : describe(t)}`, here());
+  if (!Number.isInteger(o.frequencies) || o.frequencies <= 0) throw new CompileError(`timestepEmbedding "${o.name}": frequencies ${o.frequencies} must be a positive integer`, here());
+  const phase = mul(t, param(`${o.name}.freqs`, [1, o.frequencies]));
+  const features = concat([cos(phase), sin(phase)], 1);
+  return linear(silu(linear(features, o.dim, { name: `${o.name}.fc1` })), o.dim, { name: `${o.name}.fc2` });
+}
+
+/** adaLN modulation h·(1 + scale) + shift, written h + h·scale + shift, with shift and scale [B, D] applied to every token of h [B, N, D]. */
+export function modulate(h: Tensor, shift: Tensor, scale: Tensor): Tensor {
+  const width = staticWidth("modulate", h);
+  const batch = currentTrace("modulate").builder.batch;
+  const perSample = (v: Tensor) => reshape(v, [batch, 1, width]);
+  return add(add(h, mul(h, perSample(scale))), perSample(shift));
+}
+
+export interface DitBlockOptions {
+  heads: number;
+  /** MLP hidden width / width (default 4). */
+  mlpRatio?: number;
+  eps?: number;
+  /** Prompt tokens [B, T, D]: adds a cross-attention sub-layer after self-attention. */
+  context?: Tensor;
+  name: string;
+}
+
+/**
+ * A DiT block with adaLN-Zero conditioning on c [B, D] (Peebles & Xie), and
+ * cross-attention to `context` when given:
+ *
+ *     (shift₁, scale₁, gate₁, shift₂, scale₂, gate₂) = linear(silu(c))
+ *     x ← x + gate₁ · attn(modulate(LN(x), shift₁, scale₁))
+ *     x ← x + cross(LN(x), context)
+ *     x ← x + gate₂ · mlp(modulate(LN(x), shift₂, scale₂))
+ *
+ * Parameters: `<name>.adaLN`, `.norm1`, `.attn`, `.norm2`, `.cross`, `.norm3`, `.mlp`.
+ */
+export function ditBlock(x: Tensor, c: Tensor, o: DitBlockOptions): Tensor {
+  checkOptions("ditBlock", o);
+  const d = staticWidth("ditBlock", x);
+  const hidden = d * (o.mlpRatio ?? 4);
+  if (!Number.isInteger(hidden)) throw new CompileError(`ditBlock "${o.name}": mlpRatio ${o.mlpRatio} gives a fractional hidden width`, here());
+  const eps = o.eps === undefined ? {} : { eps: o.eps };
+  const batch = currentTrace("ditBlock").builder.batch;
+  return block(o.name, () => {
+    const mod = linear(silu(c), 6 * d, { name: `${o.name}.adaLN` });
+    const [shift1, scale1, gate1, shift2, scale2, gate2] = [0, 1, 2, 3, 4, 5].map((i) => slice(mod, { axis: 1, start: i * d, end: (i + 1) * d })) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+    const gated = (y: Tensor, gate: Tensor) => mul(y, reshape(gate, [batch, 1, d]));
+    const h1 = modulate(layerNorm(x, { name: `${o.name}.norm1`, ...eps }), shift1, scale1);
+    let y = add(x, gated(attention(h1, { heads: o.heads, name: `${o.name}.attn` }), gate1));
+    if (o.context !== undefined) y = add(y, attention(layerNorm(y, { name: `${o.name}.norm2`, ...eps }), { heads: o.heads, context: o.context, name: `${o.name}.cross` }));
+    const h3 = modulate(layerNorm(y, { name: `${o.name}.norm3`, ...eps }), shift2, scale2);
+    return add(y, gated(mlp(h3, { hidden, name: `${o.name}.mlp` }), gate2));
   });
 }

@@ -21,7 +21,7 @@ import { compile } from "../../compiler/compile.ts";
 import { CompileError } from "../../compiler/diagnostics.ts";
 import { ditTiny, promptIds } from "../../examples/dit/config.ts";
 import { dit } from "../../examples/dit/dit.ts";
-import { attention, input, layerNorm, add, linear, model, patchEmbed, rearrange } from "../../compiler/dsl/mod.ts";
+import { attention, ditBlock, input, layerNorm, add, linear, model, patchEmbed, rearrange, timestepEmbedding, trace } from "../../compiler/dsl/mod.ts";
 import type { GenerationOptions, SubLayer } from "../../compiler/passes/insert_generation.ts";
 import { eagerDit } from "../../examples/dit/eager.ts";
 import { load } from "../../runtime/mod.ts";
@@ -147,6 +147,22 @@ test("generation mode refuses what it cannot do, naming the option", () => {
   // What it can do: alpha 0 without a prompt; a non-square grid given explicitly.
   assert.is(compile(noPrompt, { generation: { alpha: 0 } }).graph.nodes.filter((n) => n.op === "window_merge").length, 1);
   assert.match(compile(dit(ditTiny), { generation: { grid: [2, 8], alpha: 0 } }).plan.explain!.join(), /on the 2×8 grid, 4 destinations/);
+});
+
+test("the DiT builders name a bad input at the spec's line", () => {
+  const bad = (build: () => unknown, pattern: RegExp) => {
+    try {
+      trace(model("bad", () => ({ y: build() as never })));
+      assert.unreachable("traced");
+    } catch (e) {
+      assert.instance(e, CompileError);
+      assert.match((e as Error).message, pattern);
+      assert.match((e as CompileError).loc?.file ?? "", /dit\.test\.ts$/);
+    }
+  };
+  bad(() => timestepEmbedding(input("t", ["B", 2]), { dim: 8, frequencies: 4, name: "te" }), /timestepEmbedding "te": t must be \[batch, 1\]/);
+  bad(() => timestepEmbedding(input("t", ["B", 1]), { dim: 8, frequencies: 0, name: "te" }), /frequencies 0 must be a positive integer/);
+  bad(() => ditBlock(input("x", ["B", 4, 8]), input("c", ["B", 8]), { heads: 2, mlpRatio: 0.3, name: "blk" }), /ditBlock "blk": mlpRatio 0.3 gives a fractional hidden width/);
 });
 
 test.run();
