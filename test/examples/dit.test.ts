@@ -113,6 +113,11 @@ test("generation mode: the plan keeps every token in every block, counts the mer
   assert.equal(self.plan.turbo!.baselineFlops, base.plan.flops);
   assert.ok(self.plan.turbo!.flopsRatio > 1 && all.plan.turbo!.flopsRatio > self.plan.turbo!.flopsRatio, `${self.plan.turbo!.flopsRatio}, ${all.plan.turbo!.flopsRatio}`);
   assert.match(self.plan.explain!.join("\n"), /2 sub-layers \(2 self\); 8 of 16 tokens merged at each \(2×2 windows on the 4×4 grid, 4 destinations, seed 0\)/);
+  // skip leaves a block alone; the windows follow the window option.
+  const skipped = compile(dit(ditTiny), { generation: { ratio: 0.5, skip: [1] } });
+  assert.equal(skipped.plan.blocks.filter((b) => b.name.startsWith("block.")).map((b) => b.merged), [8, 0]);
+  const wide = compile(dit(ditTiny), { generation: { ratio: 0.9, window: [2, 4], alpha: 0 } });
+  assert.match(wide.plan.explain!.join(), /14 of 16 tokens merged at each \(2×4 windows on the 4×4 grid, 2 destinations/);
   // ratio 0 merges nothing: the same program as without the option.
   const none = compile(dit(ditTiny), { generation: { ratio: 0 } });
   assert.is(none.graph.nodes.filter((n) => n.op === "window_merge").length, 0);
