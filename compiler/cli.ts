@@ -79,8 +79,16 @@ export interface CliOptions {
   budget: Required<TraceOptions>;
 }
 
+/** The settings of `option`: the raw values, and readers that name the key in their errors. */
+interface Settings {
+  entries: Map<string, string>;
+  num(key: string, integer?: boolean): number | undefined;
+  /** `I:J:…`, integers. */
+  list(key: string): number[] | undefined;
+}
+
 /** `key=value,key=value` of `option`, each key once and known. */
-function settings(text: string, option: string, known: readonly string[]): Map<string, string> {
+function settings(text: string, option: string, known: readonly string[]): Settings {
   const entries = new Map<string, string>();
   for (const part of text.split(",")) {
     const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(part);
@@ -89,31 +97,33 @@ function settings(text: string, option: string, known: readonly string[]): Map<s
     entries.set(m[1]!, m[2]!);
   }
   for (const key of entries.keys()) if (!known.includes(key)) throw new CompileError(`${option}: unknown setting "${key}"; known: ${known.join(", ")}`);
-  return entries;
+  return {
+    entries,
+    num(key, integer = false) {
+      const v = entries.get(key);
+      if (v === undefined) return undefined;
+      const x = Number(v);
+      if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) throw new CompileError(`${option} ${key}="${v}" must be ${integer ? "an integer" : "a number"}`);
+      return x;
+    },
+    list: (key) => entries.get(key)?.split(":").map((x) => {
+      const n = Number(x);
+      if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`${option} ${key}: "${x}" is not an integer`);
+      return n;
+    }),
+  };
 }
 
 /** Parses `--turbo r=16,threshold=40,…` into pass options; every mistake names the key. */
 export function parseTurbo(text: string): TurboOptions {
   const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "sizes", "sources"];
-  const entries = settings(text, "--turbo", known);
-  const num = (key: string, integer = false): number | undefined => {
-    const v = entries.get(key);
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) throw new CompileError(`--turbo ${key}="${v}" must be ${integer ? "an integer" : "a number"}`);
-    return x;
-  };
+  const { entries, num, list } = settings(text, "--turbo", known);
   const bool = (key: string): boolean | undefined => {
     const v = entries.get(key);
     if (v === undefined) return undefined;
     if (v !== "true" && v !== "false") throw new CompileError(`--turbo ${key}="${v}" must be true or false`);
     return v === "true";
   };
-  const list = (key: string): number[] | undefined => entries.get(key)?.split(":").map((x) => {
-    const n = Number(x);
-    if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`--turbo ${key}: "${x}" is not an integer`);
-    return n;
-  });
   const rList = list("r");
   if (rList === undefined) throw new CompileError("--turbo needs r=N (tokens merged per block)");
   const inflect = num("inflect");
@@ -147,14 +157,7 @@ export function parseTurbo(text: string): TurboOptions {
 
 /** Parses `--generation ratio=0.5,where=self+cross,…` into pass options; every mistake names the key. */
 export function parseGeneration(text: string): GenerationOptions {
-  const entries = settings(text, "--generation", ["ratio", "where", "grid", "window", "seed", "alpha", "scale", "skip"]);
-  const num = (key: string, integer = false): number | undefined => {
-    const v = entries.get(key);
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) throw new CompileError(`--generation ${key}="${v}" must be ${integer ? "an integer" : "a number"}`);
-    return x;
-  };
+  const { entries, num, list } = settings(text, "--generation", ["ratio", "where", "grid", "window", "seed", "alpha", "scale", "skip"]);
   const pair = (key: string): [number, number] | undefined => {
     const v = entries.get(key);
     if (v === undefined) return undefined;
@@ -173,11 +176,7 @@ export function parseGeneration(text: string): GenerationOptions {
   set("seed", num("seed", true));
   set("alpha", num("alpha"));
   set("scale", num("scale"));
-  set("skip", entries.get("skip")?.split(":").map((x) => {
-    const n = Number(x);
-    if (x.trim() === "" || !Number.isInteger(n)) throw new CompileError(`--generation skip: "${x}" is not an integer`);
-    return n;
-  }));
+  set("skip", list("skip"));
   return o;
 }
 

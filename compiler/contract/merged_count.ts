@@ -5,6 +5,8 @@
  * @module
  */
 
+import { windowPartition } from "./window_partition.ts";
+
 /** @internal */
 export function assertCount(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 0) {
@@ -63,20 +65,13 @@ export function mergedCount(n: number, r: number, options: Protection = {}): num
 }
 
 /**
- * Generation mode: the destinations of a rows×columns token grid tiled by
- * sy×sx windows (one per full window) and the sources (every other token),
- * and the sources merged for a requested r (clamped to the sources). The
- * kernel (runtime/kernels/window_merge.ts) picks which cell of each window;
- * only the counts are needed to plan shapes.
+ * Generation mode: how many destinations and sources the partition of a
+ * rows×columns grid by sy×sx windows has (window_partition.ts), and the
+ * sources merged for a requested r (clamped to the sources). Shapes need only
+ * these counts, which do not depend on the seed.
  */
 export function windowCounts(grid: readonly number[], window: readonly number[], r: number): { destinations: number; sources: number; merged: number } {
-  const [rows, columns] = grid as [number, number];
-  const [sy, sx] = window as [number, number];
-  for (const [name, v] of [["grid rows", rows], ["grid columns", columns], ["window rows", sy], ["window columns", sx]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} ${v} must be a positive integer`);
-  }
   assertCount("r", r);
-  const destinations = Math.floor(rows / sy) * Math.floor(columns / sx);
-  const sources = rows * columns - destinations;
-  return { destinations, sources, merged: Math.min(r, sources) };
+  const { destinations, sources } = windowPartition({ grid: grid as [number, number], window: window as [number, number] });
+  return { destinations: destinations.length, sources: sources.length, merged: Math.min(r, sources.length) };
 }

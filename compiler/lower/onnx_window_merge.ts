@@ -45,7 +45,7 @@ export const windowOptionKeys = ["r", "grid", "window", "seed", "alpha", "scale"
 
 /**
  * Emits one merge of x [B, N, D]; writes the merged tokens [B, N − r', D]
- * and the restore rows [B·N] (int64) into the given names. `batch` is the
+ * and the restore rows [B·N] (int32, as the kernel's) into the given names. `batch` is the
  * symbolic batch dim of the step's shape.
  */
 export function emitWindowMerge(
@@ -69,7 +69,6 @@ export function emitWindowMerge(
   const onTokens = (t: string, positions: readonly number[]) => g.op("Gather", [t, g.ints(positions)], name, [attr.int("axis", 1)]);
   const range = (t: string, start: number, end: number) => g.op("Slice", [t, g.ints([start]), g.ints([end]), g.ints([1])], name);
   const unsqueeze = (t: string, axis: number) => g.op("Unsqueeze", [t, g.ints([axis])], name);
-  const rows = (table: string, index: string) => g.op("GatherND", [table, unsqueeze(index, 2)], name, [attr.int("batch_dims", 1)]);
   /** A constant row [k] repeated for every sample: [B, k]. */
   const perSample = (values: readonly number[]) => g.op("Expand", [g.ints(values, [1, values.length]), g.shape([batch, values.length], name)], name);
   /** b·(N − r') for each sample b: [B, 1]. */

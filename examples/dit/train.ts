@@ -101,7 +101,7 @@ function parseOptions(argv: string[]): Options {
 }
 
 /** Names that start at zero (adaLN-Zero: the modulation linears and the output projection). */
-const zeroInit = (name: string) => /(^|\.)(adaLN|final\.out)\.(weight|bias)$/.test(name) || /^final\.out\./.test(name);
+const zeroInit = (name: string) => /(^|\.)(adaLN|final\.out)\.(weight|bias)$/.test(name);
 
 async function main(argv: string[]): Promise<number> {
   const o = parseOptions(argv);
