@@ -35,6 +35,8 @@ Options:
   --no-check       skip the type check before tracing
   --model NAME     the spec's named export to compile (default: the default export)
   --batch N        batch size for the plan report's memory figures (default 1)
+  --explain        list the compiler's notes: attention raised from primitives or left as written,
+                   which tokens are protected, which stream merges, where the semantic value comes from
   --out DIR        output directory (default: compiled/<model name>)
   --emit LIST      comma-separated outputs: ts (model.ts + model.mjs), ir (*.tir), plan (plan.json, plan.txt),
                    onnx (model.onnx, opset 17, for load(dir, { backend: "onnxruntime" })) (default: ts,ir,plan)
@@ -77,6 +79,8 @@ export interface CliOptions {
   generation: GenerationOptions | undefined;
   /** --max-nodes, --trace-timeout: the trace budget. */
   budget: Required<TraceOptions>;
+  /** --explain: the report lists plan.explain. */
+  explain: boolean;
 }
 
 /** The settings of `option`: the raw values, and readers that name the key in their errors. */
@@ -285,6 +289,7 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
         "max-nodes": { type: "string" },
         "trace-timeout": { type: "string" },
         check: { type: "boolean" },
+        explain: { type: "boolean" },
         "no-check": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -322,7 +327,7 @@ function parseArgv(argv: readonly string[]): CliOptions | "help" {
   if (kind === undefined) throw locateArg(argv, new CompileError(`Cannot read ${ir ? "IR" : "spec"} file "${spec}"`), argv.indexOf(spec));
   if (!kind.isFile()) throw locateArg(argv, new CompileError(`${ir ? "IR" : "Spec"} file "${spec}" is ${kind.isDirectory() ? "a directory" : "not a regular file"}; give a .ts spec or a .tir graph`), argv.indexOf(spec));
   const budget = { maxNodes, timeoutMs: timeout * 1000 };
-  return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo, generation, budget };
+  return { spec, ir, check: v.check === true, typeCheck: v["no-check"] !== true, model: v.model, batch, out: v.out, emit, turbo, generation, budget, explain: v.explain === true };
 }
 
 function write(dir: string, c: Compiled, o: CliOptions): string[] {
@@ -397,7 +402,7 @@ async function run(o: CliOptions, io: CliIo): Promise<number> {
   }
   const dir = o.out ?? defaultOutputDir(compiled.graph.name, loc);
   const files = write(dir, compiled, o);
-  io.out(formatReport(compiled.plan, o.batch));
+  io.out(formatReport(compiled.plan, o.batch, { explain: o.explain }));
   io.out(`wrote ${files.join(", ")}\n`);
   return 0;
 }

@@ -123,9 +123,18 @@ export interface EncoderBlockOptions {
   name: string;
   mlpRatio?: number;
   eps?: number;
+  /**
+   * Tokens of another stream [B, M, D] (a BLIP-style text encoder's image
+   * tokens): adds a cross-attention sub-layer `x + cross(ln_cross(x), context)`
+   * between self-attention and the MLP (parameters `<name>.ln_cross`, `<name>.cross`).
+   */
+  context?: Tensor;
 }
 
-/** Pre-norm transformer encoder block: x + attn(ln1(x)); x + mlp(ln2(x)). */
+/**
+ * Pre-norm transformer encoder block: x + attn(ln1(x)); with `context`,
+ * x + cross(ln_cross(x), context); then x + mlp(ln2(x)).
+ */
 export function encoderBlock(x: Tensor, o: EncoderBlockOptions): Tensor {
   checkOptions("encoderBlock", o);
   const width = staticWidth("encoderBlock", x);
@@ -133,7 +142,8 @@ export function encoderBlock(x: Tensor, o: EncoderBlockOptions): Tensor {
   if (!Number.isInteger(hidden)) throw new CompileError(`encoderBlock "${o.name}": mlpRatio ${o.mlpRatio} gives a fractional hidden width`, here());
   return block(o.name, () => {
     const eps = o.eps === undefined ? {} : { eps: o.eps };
-    const h = add(x, attention(layerNorm(x, { name: `${o.name}.ln1`, ...eps }), { heads: o.heads, name: `${o.name}.attn` }));
+    let h = add(x, attention(layerNorm(x, { name: `${o.name}.ln1`, ...eps }), { heads: o.heads, name: `${o.name}.attn` }));
+    if (o.context !== undefined) h = add(h, attention(layerNorm(h, { name: `${o.name}.ln_cross`, ...eps }), { heads: o.heads, context: o.context, name: `${o.name}.cross` }));
     return add(h, mlp(layerNorm(h, { name: `${o.name}.ln2`, ...eps }), { hidden, name: `${o.name}.mlp` }));
   });
 }

@@ -193,6 +193,42 @@ function protectionNote(p: Protection, alpha: number, scope: string): string {
   return `merges from ${scope} on: ${what}; ${semantic}`;
 }
 
+/** The model inputs `id` is computed from, for saying which stream merges. */
+function inputsOf(g: Graph, id: number): string[] {
+  const seen = new Set<number>();
+  const found = new Set<string>();
+  const stack = [id];
+  while (stack.length > 0) {
+    const n = stack.pop()!;
+    if (seen.has(n)) continue;
+    seen.add(n);
+    const node = g.nodes[n]!;
+    if (node.op === "input") found.add((node.attrs as { name: string }).name);
+    for (const o of node.inputs) if (typeof o === "number") stack.push(o);
+  }
+  return [...found].sort();
+}
+
+/** Scopes of attention nodes, listed once each in graph order. */
+function scopesOf(g: Graph, ids: readonly number[]): string {
+  return [...new Set(ids.map((id) => g.meta.get(id)?.scope ?? `%${id}`))].join(", ");
+}
+
+/**
+ * Which stream merges, which attentions are left alone and why, and which
+ * cross-attentions read the merged tokens (a two-stream model's plan says
+ * so per block).
+ */
+function streamNotes(g: Graph, sites: readonly MergeSite[], skipped: readonly { attention: number; reason: string }[], sized: readonly number[], origin: number): string[] {
+  const from = inputsOf(g, origin);
+  const notes = [`the merged token stream is the one the self-attention of ${scopesOf(g, sites.map((s) => s.attention))} reads${from.length === 0 ? "" : ` (computed from input ${from.join(", ")})`}`];
+  const second = skipped.filter((s) => s.reason.startsWith("self-attention over a second"));
+  if (second.length > 0) notes.push(`not merged: the self-attention of ${scopesOf(g, second.map((s) => s.attention))} reads a second token stream`);
+  const cross = sized.filter((id) => !sites.some((s) => s.attention === id));
+  if (cross.length > 0) notes.push(`proportional attention (+ log size on the keys) in the cross-attention of ${scopesOf(g, cross)}: its keys are the merged tokens`);
+  return notes;
+}
+
 /** `insertTurbo`, and a note on what it protected and where its semantic value comes from. */
 export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: Graph; notes: string[] } {
   const o = validate(options);
@@ -210,6 +246,8 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
   const guarded = protection(g, sites[0]!, streams, origin, o);
   const { protect } = guarded;
   const notes = [protectionNote(guarded, o.alpha, sites[0]!.scope)];
+  /** Attention nodes (traced ids) that got the merged tokens' sizes. */
+  const sized: number[] = [];
   const siteAt = new Map(sites.map((s, i) => [s.residual, { site: s, index: i }]));
   const onStream = (x: Operand): x is number => typeof x === "number" && streams[x]?.origin === origin;
 
@@ -230,6 +268,7 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
       // Proportional attention wherever the keys are the merged tokens (cross-attention too).
       const k = n.inputs[1]!;
       const size = onStream(k) && streams[k]!.axis === 1 ? sizeOf(inputs[1]!) : undefined;
+      if (size !== undefined) sized.push(n.id);
       const own = inputs.slice(0, (n.attrs as { bias?: boolean }).bias === true ? 4 : 3); // q, k, v (, bias); the size goes last
       id = ctx.add("attention", size === undefined ? own : [...own, size], n.attrs);
     } else {
@@ -281,5 +320,5 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
 
   const outputs = [...out.outputs, ...extraOutputs];
   if (o.trackSources && sources !== undefined && typeof sources === "number") outputs.push({ name: "sources", id: sources });
-  return { graph: { ...out, outputs }, notes };
+  return { graph: { ...out, outputs }, notes: [...notes, ...streamNotes(g, sites, skipped, sized, origin)] };
 }

@@ -3,8 +3,12 @@
  * and the parameter contract shared by the DSL spec (vqa.ts), the eager
  * reference and training forward pass (eager.ts) and the weights file.
  *
- * One sequence, ViLT-style: [text class token, the question's words, image
- * class token, image patches]. The answer is read from the text class token.
+ * Single-stream (ViLT-style, `vqaConfig`): one sequence [text class token,
+ * the question's words, image class token, image patches]. Dual-stream
+ * (BLIP-style, `vqaDualConfig`): an image encoder over [image class token,
+ * patches], then a text encoder over [text class token, words] whose blocks
+ * cross-attend to the encoded image tokens. The answer is read from the text
+ * class token in both.
  */
 
 export interface VqaConfig {
@@ -32,6 +36,13 @@ export const vqaConfig: VqaConfig = {
   mlpRatio: 2,
   eps: 1e-6,
 };
+
+/** The dual-stream model: `depth` image blocks, then `fusion` text blocks with cross-attention. */
+export interface VqaDualConfig extends VqaConfig {
+  fusion: number;
+}
+
+export const vqaDualConfig: VqaDualConfig = { ...vqaConfig, name: "dual", depth: 4, fusion: 2 };
 
 /** The words questions are made of; the id of a word is its index. */
 export const vocabulary = ["what", "is", "the", "left", "right", "larger", "digit", "sum", "of", "two", "digits"] as const;
@@ -72,11 +83,29 @@ export function vqaDims(c: VqaConfig): { gridH: number; gridW: number; patches: 
 /** Position of the image class token in the sequence. */
 export const imageClsPosition = (c: VqaConfig): number => vqaDims(c).textTokens;
 
-/** Every parameter, in canonical order, with its shape. */
-export function vqaParams(c: VqaConfig): Array<{ name: string; shape: number[] }> {
+type ParamList = Array<{ name: string; shape: number[] }>;
+
+/** The parameters of one pre-norm encoder block `l` (with a cross-attention sub-layer when `cross`). */
+function blockParams(l: string, D: number, H: number, cross: boolean): ParamList {
+  const attn = (a: string) => ["q", "k", "v", "out"].flatMap((p) => [{ name: `${l}.${a}.${p}.weight`, shape: [D, D] }, { name: `${l}.${a}.${p}.bias`, shape: [D] }]);
+  const norm = (n: string) => [{ name: `${l}.${n}.weight`, shape: [D] }, { name: `${l}.${n}.bias`, shape: [D] }];
+  return [
+    ...norm("ln1"),
+    ...attn("attn"),
+    ...(cross ? [...norm("ln_cross"), ...attn("cross")] : []),
+    ...norm("ln2"),
+    { name: `${l}.mlp.fc1.weight`, shape: [D, H] },
+    { name: `${l}.mlp.fc1.bias`, shape: [H] },
+    { name: `${l}.mlp.fc2.weight`, shape: [H, D] },
+    { name: `${l}.mlp.fc2.bias`, shape: [D] },
+  ];
+}
+
+/** The embeddings of both streams (shared by the two architectures). */
+function embeddingParams(c: VqaConfig): ParamList {
   const D = c.dim;
-  const { textTokens, imageTokens, patchDim, hidden: H } = vqaDims(c);
-  const out = [
+  const { textTokens, imageTokens, patchDim } = vqaDims(c);
+  return [
     { name: "text.embeddings.words.weight", shape: [vocabulary.length, D] },
     { name: "text.embeddings.cls", shape: [1, D] },
     { name: "text.embeddings.pos", shape: [textTokens, D] },
@@ -85,19 +114,28 @@ export function vqaParams(c: VqaConfig): Array<{ name: string; shape: number[] }
     { name: "image.embeddings.cls", shape: [1, D] },
     { name: "image.embeddings.pos", shape: [imageTokens, D] },
   ];
-  for (let n = 0; n < c.depth; n++) {
-    const l = `layer.${n}`;
-    out.push({ name: `${l}.ln1.weight`, shape: [D] }, { name: `${l}.ln1.bias`, shape: [D] });
-    for (const p of ["q", "k", "v", "out"]) out.push({ name: `${l}.attn.${p}.weight`, shape: [D, D] }, { name: `${l}.attn.${p}.bias`, shape: [D] });
-    out.push(
-      { name: `${l}.ln2.weight`, shape: [D] },
-      { name: `${l}.ln2.bias`, shape: [D] },
-      { name: `${l}.mlp.fc1.weight`, shape: [D, H] },
-      { name: `${l}.mlp.fc1.bias`, shape: [H] },
-      { name: `${l}.mlp.fc2.weight`, shape: [H, D] },
-      { name: `${l}.mlp.fc2.bias`, shape: [D] },
-    );
-  }
-  out.push({ name: "norm.weight", shape: [D] }, { name: "norm.bias", shape: [D] }, { name: "head.weight", shape: [D, ANSWERS] }, { name: "head.bias", shape: [ANSWERS] });
-  return out;
+}
+
+/** The final norm and the answer head. */
+const headParams = (D: number): ParamList => [{ name: "norm.weight", shape: [D] }, { name: "norm.bias", shape: [D] }, { name: "head.weight", shape: [D, ANSWERS] }, { name: "head.bias", shape: [ANSWERS] }];
+
+/** Every parameter of the dual-stream model, in canonical order, with its shape. */
+export function vqaDualParams(c: VqaDualConfig): ParamList {
+  const D = c.dim;
+  const H = vqaDims(c).hidden;
+  return [
+    ...embeddingParams(c),
+    ...Array.from({ length: c.depth }, (_, n) => blockParams(`image.layer.${n}`, D, H, false)).flat(),
+    { name: "image.norm.weight", shape: [D] },
+    { name: "image.norm.bias", shape: [D] },
+    ...Array.from({ length: c.fusion }, (_, n) => blockParams(`text.layer.${n}`, D, H, true)).flat(),
+    ...headParams(D),
+  ];
+}
+
+/** Every parameter of the single-stream model, in canonical order, with its shape. */
+export function vqaParams(c: VqaConfig): ParamList {
+  const D = c.dim;
+  const H = vqaDims(c).hidden;
+  return [...embeddingParams(c), ...Array.from({ length: c.depth }, (_, n) => blockParams(`layer.${n}`, D, H, false)).flat(), ...headParams(D)];
 }

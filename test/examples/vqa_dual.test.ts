@@ -1,0 +1,94 @@
+/**
+ * The dual-stream VQA model (examples/vqa/dual.ts): an image encoder that
+ * merges, and a text encoder whose cross-attention reads the merged tokens
+ * with their sizes. Compiled from its DSL spec with and without Turbo, on
+ * wasm and cpu, against the eager tfjs model with the merge written by hand
+ * (examples/vqa/eager.ts), on MNIST pairs and random weights; and what the
+ * plan says about which stream merges and where its semantic value comes from.
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { compile, type Compiled } from "../../compiler/compile.ts";
+import { loadModule, type Model } from "../../runtime/mod.ts";
+import { randomWeights } from "../../runtime/weights/mod.ts";
+import { QUESTION_LENGTH, vqaDims, vqaDualConfig, vqaDualParams } from "../../examples/vqa/config.ts";
+import { loadMnist, makeBatch, PAIR_HEIGHT, PAIR_WIDTH, testItems } from "../../examples/vqa/data.ts";
+import { eagerVqaDual, type EagerVqaTurbo } from "../../examples/vqa/eager.ts";
+import spec from "../../examples/vqa/dual.ts";
+import { relativeError, tempDir, toTensors } from "../_helpers.ts";
+
+const weights = randomWeights(vqaDualParams(vqaDualConfig), 12);
+const batch = makeBatch(loadMnist().test, testItems(loadMnist().test, 3));
+
+async function loaded(c: Compiled, backend: "wasm" | "cpu"): Promise<Model> {
+  const dir = tempDir("turbograph-vqa-dual-");
+  writeFileSync(join(dir, "model.mjs"), c.module.js);
+  return loadModule(await import(pathToFileURL(join(dir, "model.mjs")).href), { weights, backend });
+}
+
+const cases: Array<{ name: string; turbo?: EagerVqaTurbo }> = [
+  { name: "no merge" },
+  { name: "ToMe (alpha=0), r=16", turbo: { r: 16, alpha: 0 } },
+  { name: "Turbo, image class token, r=24", turbo: { r: 24 } },
+  { name: "Turbo, S3, r=40 (the cap binds in later blocks)", turbo: { r: 40, fusion: "S3" } },
+];
+
+for (const backend of ["wasm", "cpu"] as const) {
+  for (const c of cases) {
+    test(`${backend}: ${c.name}: compiled logits agree with the eager model within 1e-4`, async () => {
+      const compiled = compile(spec, { verify: true, ...(c.turbo === undefined ? {} : { turbo: c.turbo }) });
+      const m = await loaded(compiled, backend);
+      const question = tf.tensor2d(batch.question, [batch.count, QUESTION_LENGTH], "int32");
+      const pixels = tf.tensor4d(batch.pixels, [batch.count, 1, PAIR_HEIGHT, PAIR_WIDTH]);
+      const got = m.run({ question, pixels }).answer!;
+      const tensors = toTensors(weights);
+      const want = eagerVqaDual(vqaDualConfig, tensors, question, pixels, c.turbo);
+      tf.dispose([...tensors.values()]);
+      assert.equal(got.shape, [batch.count, 19]);
+      const err = relativeError(got.dataSync(), want.dataSync());
+      assert.ok(err < 1e-4, `relative error ${err}`);
+      if (c.turbo !== undefined) {
+        // Merging changed the answer logits: the merge is not a no-op on this batch.
+        const plain = eagerVqaDual(vqaDualConfig, toTensors(weights), question, pixels);
+        assert.ok(relativeError(got.dataSync(), plain.dataSync()) > 1e-3, "merged and unmerged logits differ");
+        plain.dispose();
+      }
+      tf.dispose([question, pixels, got, want]);
+      m.dispose();
+    });
+  }
+}
+
+test("the image stream merges with its class token; the text's self-attention is left alone and its cross-attention gets the sizes", () => {
+  const c = compile(spec, { turbo: { r: 16 } });
+  const merges = c.graph.nodes.filter((n) => n.op === "turbo_merge");
+  assert.is(merges.length, vqaDualConfig.depth);
+  for (const m of merges) assert.is((m.attrs as { protect: number }).protect, 1);
+  const blocks = new Map(c.plan.blocks.map((b) => [b.name, b]));
+  assert.equal([0, 1, 2, 3].map((i) => blocks.get(`image.layer.${i}`)!.tokensOut), [83, 67, 51, 35]);
+  for (let i = 0; i < vqaDualConfig.fusion; i++) assert.equal(blocks.get(`text.layer.${i}`)!.merged, 0);
+  const explain = c.plan.explain ?? [];
+  assert.ok(explain.some((e) => e.includes("the semantic value is the attention row of token 0 (the class token)") && e.includes("the first 1 tokens are protected")), explain.join("\n"));
+  assert.ok(explain.includes("the merged token stream is the one the self-attention of image.layer.0, image.layer.1, image.layer.2, image.layer.3 reads (computed from input pixels)"), explain.join("\n"));
+  assert.ok(explain.includes("not merged: the self-attention of text.layer.0, text.layer.1 reads a second token stream"), explain.join("\n"));
+  assert.ok(explain.includes("proportional attention (+ log size on the keys) in the cross-attention of text.layer.0, text.layer.1: its keys are the merged tokens"), explain.join("\n"));
+  // Both cross-attentions' softmaxes (over 35 merged keys) are computed from the log of the final sizes [B, 35, 1].
+  const g = c.graph;
+  const log = g.nodes.find((n) => n.op === "log" && n.type.shape[1] === 35 && (g.meta.get(n.id)?.scope ?? "").startsWith("text."));
+  assert.ok(log !== undefined, "log of the merged sizes in the text encoder");
+  // The log size reaches the logits through reshapes and broadcasts only; the add then feeds a softmax through reshapes only.
+  const moves = new Set(["reshape", "broadcast", "transpose"]);
+  const bias = new Set([log!.id]);
+  for (const n of g.nodes) if (moves.has(n.op) && n.inputs.some((x) => typeof x === "number" && bias.has(x))) bias.add(n.id);
+  const reached = new Set(g.nodes.filter((n) => n.op === "add" && n.inputs.some((x) => typeof x === "number" && bias.has(x))).map((n) => n.id));
+  for (const n of g.nodes) if (n.op === "reshape" && reached.has(n.inputs[0] as number)) reached.add(n.id);
+  const softmaxes = g.nodes.filter((n) => n.op === "softmax" && reached.has(n.inputs[0] as number));
+  assert.equal(softmaxes.map((n) => [g.meta.get(n.id)?.scope, n.type.shape.slice(1)]), [["text.layer.0", [vqaDims(vqaDualConfig).textTokens, 35]], ["text.layer.1", [vqaDims(vqaDualConfig).textTokens, 35]]]);
+});
+
+test.run();
