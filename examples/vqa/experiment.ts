@@ -3,11 +3,12 @@
  * attention, as Turbo's semantic value, keep the tokens the question needs
  * when ToMe merges by redundancy alone?
  *
- *   npx tsx examples/vqa/experiment.ts [--upsilons 4,8,…] [--pairs 2000]
- *       [--batch 100] [--rounds 5] [--scales 30] [--weights FILE] [--quick]
+ *   npx tsx examples/vqa/experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…]
+ *       [--pairs 2000] [--batch 100] [--rounds 5] [--scales 30] [--weights FILE] [--quick]
  *
- * Methods, each compiled once per Υ from examples/vqa/vqa.ts with
- * `compile(spec, { turbo })` and run with `load()` on the default backend:
+ * Methods, each compiled once per Υ from examples/vqa/vqa.ts (`--arch dual`:
+ * examples/vqa/dual.ts) with `compile(spec, { turbo })` and run with
+ * `load()` on the default backend:
  *
  * - `none`: no merging;
  * - `tome`: α = 0 (redundancy alone);
@@ -15,6 +16,13 @@
  *   (`semanticToken` = its position) — the visual-only semantic value;
  * - `turbo-text`: α = 5 with the **text** class token's row (position 0,
  *   what the compiler takes from the graph), at each scale c of `--scales`.
+ *
+ * In the dual-stream model only the image encoder merges and the text is
+ * not in it, so there is no `turbo-text`: `turbo-visual` (the image class
+ * token, position 0 of the image stream) runs at each scale instead. Its
+ * results go to results/dual/ and RESULTS_dual.md. `--depth N` measures the
+ * model trained with `train.ts --depth N` (weights/vqa[_dual]_d<N>), into
+ * results[/dual]/d<N>/ and RESULTS[_dual]_d<N>.md.
  *
  * Every method at a Υ has the same token schedule, so the same FLOPs (the
  * class-attention row Turbo adds is counted). Accuracy per question type on
@@ -38,13 +46,14 @@ import { mergePanels } from "../vit/merge_picture.ts";
 import { cssColor, mergeSpec, renderPng, type MergePanel } from "../vit/plots.ts";
 import { Progress } from "../vit/progress.ts";
 import { argmaxRows, median, signTestP } from "../vit/stats.ts";
-import { ANSWERS, imageClsPosition, QUESTION_LENGTH, questionTypes, vqaConfig, vqaDims, type Question } from "./config.ts";
+import { ANSWERS, imageClsPosition, QUESTION_LENGTH, questionTypes, vqaConfig, vqaDims, vqaDualConfig, type Question, type VqaConfig } from "./config.ts";
 import { loadMnist, makeBatch, PAIR_HEIGHT, PAIR_PIXELS, PAIR_WIDTH, TEST_PAIRS, testItems, testPairs, type VqaBatch } from "./data.ts";
 import { analyseAttention, type BlockAnalysis } from "./attention.ts";
-import spec from "./vqa.ts";
+import dualSpec, { vqaDual } from "./dual.ts";
+import spec, { vqa } from "./vqa.ts";
 
 const here = new URL(".", import.meta.url).pathname;
-const USAGE = "usage: experiment.ts [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--weights FILE] [--quick]";
+const USAGE = "usage: experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--weights FILE] [--quick]";
 
 interface Method {
   id: string;
@@ -56,12 +65,14 @@ function parse(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
     options: {
+      arch: { type: "string", default: "single" },
+      depth: { type: "string" },
       upsilons: { type: "string", default: "4,8,12,16,24,32,49" },
       pairs: { type: "string", default: String(TEST_PAIRS) },
       batch: { type: "string", default: "100" },
       rounds: { type: "string", default: "5" },
       scales: { type: "string", default: "30,100" },
-      weights: { type: "string", default: join(here, "weights/vqa.safetensors") },
+      weights: { type: "string" },
       quick: { type: "boolean", default: false },
     },
   });
@@ -70,16 +81,68 @@ function parse(argv: string[]) {
     if (!Number.isInteger(n) || n <= 0) throw new Error(`--${k}: "${x}" is not a positive integer\n${USAGE}`);
     return n;
   });
-  const int = (k: "pairs" | "batch" | "rounds") => {
+  const int = (k: "pairs" | "batch" | "rounds" | "depth") => {
     const n = Number(values[k]);
     if (!Number.isInteger(n) || n <= 0) throw new Error(`--${k} must be a positive integer, not "${values[k]}"\n${USAGE}`);
     return n;
   };
   const quick = values.quick === true;
-  return { upsilons: ints("upsilons"), scales: ints("scales"), pairs: quick ? 200 : int("pairs"), batch: int("batch"), rounds: quick ? 2 : int("rounds"), weights: values.weights!, quick };
+  const arch = values.arch;
+  if (arch !== "single" && arch !== "dual") throw new Error(`--arch must be single or dual, not "${arch}"\n${USAGE}`);
+  const a = architecture(arch, values.depth === undefined ? undefined : int("depth"));
+  return { arch: a, upsilons: ints("upsilons"), scales: ints("scales"), pairs: quick ? 200 : int("pairs"), batch: int("batch"), rounds: quick ? 2 : int("rounds"), weights: values.weights ?? join(here, a.weights), quick };
 }
 
-function methods(scales: readonly number[]): Method[] {
+/** What differs between the two architectures here. */
+interface Arch {
+  id: "single" | "dual";
+  config: VqaConfig;
+  spec: typeof spec;
+  weights: string;
+  /** Where results/*.json and the pictures go, and the report's name. */
+  results: string;
+  report: string;
+  /** Position of the first image patch in the merged stream. */
+  firstPatch: number;
+  /** Merged blocks in the plan. */
+  layer: RegExp;
+  /** The unprotected tokens entering the first merge. */
+  mergeable: number;
+  model: string;
+}
+
+const dims = vqaDims(vqaConfig);
+
+/** The architecture measured, at its own depth or at `depth` (image) blocks. */
+function architecture(id: "single" | "dual", depth?: number): Arch {
+  const d = depth === undefined ? "" : `_d${depth}`;
+  const flag = depth === undefined ? "" : ` --depth ${depth}`;
+  if (id === "dual") {
+    const c = depth === undefined ? vqaDualConfig : { ...vqaDualConfig, name: `${vqaDualConfig.name}-d${depth}`, depth };
+    return {
+      id, config: c, spec: depth === undefined ? dualSpec : vqaDual(c), weights: `weights/vqa_dual${d}.safetensors`, results: `results/dual${depth === undefined ? "" : `/d${depth}`}`, report: `RESULTS_dual${d}.md`, firstPatch: 1, layer: /^image\.layer\.\d+$/, mergeable: dims.patches,
+      model: `dual-stream (BLIP-style), an image encoder over [image class token, 98 patches of 4×4] (${c.depth} blocks of width ${c.dim}) whose final tokens the ${c.fusion} blocks of a text encoder over [text class token, 5 question words] cross-attend to, with the merged tokens' sizes; trained by examples/vqa/train.ts --arch dual${flag} (weights/vqa_dual${d}.safetensors.json). The image class token is protected; only image patches merge, in the image encoder, which never sees the question.`,
+    };
+  }
+  const c = depth === undefined ? vqaConfig : { ...vqaConfig, name: `${vqaConfig.name}-d${depth}`, depth };
+  return {
+    id, config: c, spec: depth === undefined ? spec : vqa(c), weights: `weights/vqa${d}.safetensors`, results: `results${depth === undefined ? "" : `/d${depth}`}`, report: `RESULTS${d}.md`, firstPatch: dims.textTokens + 1, layer: /^layer\.\d+$/, mergeable: dims.patches,
+    model: `single-stream, [text class token, 5 question words, image class token, 98 patches of 4×4] = 105 tokens, ${c.depth} blocks of width ${c.dim}; trained by examples/vqa/train.ts${flag} (weights/vqa${d}.safetensors.json). The first 7 tokens are protected (found by the compiler); only image patches merge.`,
+  };
+}
+
+function methods(arch: Arch, scales: readonly number[]): Method[] {
+  if (arch.id === "dual") {
+    return [
+      { id: "none", label: "no merging", turbo: () => undefined },
+      { id: "tome", label: "ToMe (α = 0)", turbo: (r) => ({ r, alpha: 0 }) },
+      ...scales.map((c) => ({
+        id: scales.length === 1 ? "turbo-visual" : `turbo-visual-c${c}`,
+        label: `Turbo, image class token${scales.length === 1 ? "" : `, c = ${c}`}`,
+        turbo: (r: number) => ({ r, alpha: 5, scale: c }),
+      })),
+    ];
+  }
   const visual = imageClsPosition(vqaConfig);
   return [
     { id: "none", label: "no merging", turbo: () => undefined },
@@ -104,8 +167,8 @@ interface Row {
   p_vs_tome: number | null;
 }
 
-async function loadCompiled(turbo: TurboOptions | undefined, weightBytes: Uint8Array, weightsPath: string) {
-  const compiled = compile(spec, { source: "examples/vqa/experiment.ts", ...(turbo === undefined ? {} : { turbo }) });
+async function loadCompiled(arch: Arch, turbo: TurboOptions | undefined, weightBytes: Uint8Array, weightsPath: string) {
+  const compiled = compile(arch.spec, { source: "examples/vqa/experiment.ts", ...(turbo === undefined ? {} : { turbo }) });
   const dir = mkdtempSync(join(tmpdir(), "turbograph-vqa-"));
   writeFileSync(join(dir, "model.mjs"), compiled.module.js);
   const model = await load(dir, { weights: { safetensors: new Uint8Array(weightBytes), source: weightsPath } });
@@ -132,7 +195,7 @@ async function main(argv: string[]): Promise<number> {
   for (let i = 0; i < items.length; i += o.batch) batches.push(makeBatch(test, items.slice(i, i + o.batch)));
   const all = batches.flatMap((b) => b.types);
   const answers = batches.flatMap((b) => Array.from(b.answers));
-  const ms = methods(o.scales);
+  const ms = methods(o.arch, o.scales);
   const runs = [{ method: ms[0]!, upsilon: 0 }, ...o.upsilons.flatMap((upsilon) => ms.slice(1).map((method) => ({ method, upsilon })))];
   console.error(`experiment: ${runs.length} compiled models × ${items.length} samples (${o.pairs} test pairs × ${questionTypes.length} questions), batch ${o.batch}; weights ${o.weights} (${sha.slice(0, 12)})`);
 
@@ -141,7 +204,7 @@ async function main(argv: string[]): Promise<number> {
   const models: Array<{ run: (typeof runs)[number]; model: Model; correct: boolean[]; gflops: number; tokens: number[] }> = [];
   let backendInfo = "";
   for (const [r, run] of runs.entries()) {
-    const { compiled, model } = await loadCompiled(run.method.turbo(run.upsilon), weightBytes, o.weights);
+    const { compiled, model } = await loadCompiled(o.arch, run.method.turbo(run.upsilon), weightBytes, o.weights);
     backendInfo = `${model.info.backend.name} (${model.info.backend.reason}${model.info.kernels.length > 0 ? `; turbograph kernels: ${model.info.kernels.join(", ")}` : ""})`;
     const correct: boolean[] = [];
     for (const [s, b] of batches.entries()) {
@@ -153,7 +216,7 @@ async function main(argv: string[]): Promise<number> {
       const hits = correct.filter(Boolean).length;
       progress.update(r * batches.length + s + 1, `${r + 1}/${runs.length} ${run.method.id}${run.upsilon > 0 ? ` Υ=${run.upsilon}` : ""}`, [correct.length, items.length], `acc ${pct(hits / correct.length, 2)}%`, s + 1 === batches.length);
     }
-    const layers = compiled.plan.blocks.filter((b) => /^layer\.\d+$/.test(b.name));
+    const layers = compiled.plan.blocks.filter((b) => o.arch.layer.test(b.name));
     models.push({ run, model, correct, gflops: compiled.plan.flops.perBatch / 1e9, tokens: layers.map((l) => l.tokensOut ?? 0) });
   }
   progress.finish();
@@ -206,16 +269,15 @@ async function main(argv: string[]): Promise<number> {
   const none = rows.find((r) => r.method === "none" && r.question === "all")!;
   const tomeAll = rows.filter((r) => r.method === "tome" && r.question === "all");
   const pictureUpsilon = (tomeAll.find((r) => none.accuracy - r.accuracy >= 0.05) ?? tomeAll.at(-1)!).upsilon;
-  const textId = ms.find((m) => m.id.startsWith("turbo-text"))!;
+  const main = mainMethod(ms);
   const pairs = testPairs(test, o.pairs).slice(0, 4);
   const panels: MergePanel[] = [];
   const columns = pairs.map(([l, r], k) => `pair ${k} (${test.labels[l]} | ${test.labels[r]})`);
   const pictureRows: string[] = ["input"];
   const inputBatch = makeBatch(test, pairs.map(([l, r]) => [l, r, "left"] as const));
   pairs.forEach((_, k) => panels.push({ row: "input", column: columns[k]!, colors: Array.from(inputBatch.pixels.subarray(k * PAIR_PIXELS, (k + 1) * PAIR_PIXELS), (v) => cssColor([v, v, v])) }));
-  const { textTokens } = vqaDims(vqaConfig);
-  for (const method of [ms[1]!, textId]) {
-    const { model } = await loadCompiled({ ...method.turbo(pictureUpsilon)!, trackSources: true }, weightBytes, o.weights);
+  for (const method of [ms[1]!, main]) {
+    const { model } = await loadCompiled(o.arch, { ...method.turbo(pictureUpsilon)!, trackSources: true }, weightBytes, o.weights);
     for (const q of ["left", "right"] as const) {
       const b = makeBatch(test, pairs.map(([l, r]) => [l, r, q] as const));
       const x = inputs(b);
@@ -223,25 +285,29 @@ async function main(argv: string[]): Promise<number> {
       const shape = out.sources!.shape as [number, number, number];
       const row = `${method.label}, Υ = ${pictureUpsilon}, question "${q}": ${shape[1]} tokens left`;
       pictureRows.push(row);
-      panels.push(...mergePanels(out.sources!.dataSync() as Float32Array, shape, b.pixels, vqaConfig.patch, row, columns, { height: PAIR_HEIGHT, width: PAIR_WIDTH, firstPatch: textTokens + 1 }));
+      panels.push(...mergePanels(out.sources!.dataSync() as Float32Array, shape, b.pixels, vqaConfig.patch, row, columns, { height: PAIR_HEIGHT, width: PAIR_WIDTH, firstPatch: o.arch.firstPatch }));
       tf.dispose([x.question, x.pixels, ...Object.values(out)]);
     }
     model.dispose();
   }
 
   // 5. Where the class tokens look, and how redundant the image tokens are (unmerged, eager).
-  const params = new Map([...parseSafetensors(weightBytes, o.weights)].map(([k, w]) => [k, tf.tensor(w.data, [...w.shape], "float32")]));
-  const analysis = analyseAttention(vqaConfig, params, test, testPairs(test, o.pairs).slice(0, Math.min(200, o.pairs)));
-  tf.dispose([...params.values()]);
+  // (The dual-stream image encoder's class token is the only semantic source there; this table is the single-stream model's.)
+  let analysis: BlockAnalysis[] = [];
+  if (o.arch.id === "single") {
+    const params = new Map([...parseSafetensors(weightBytes, o.weights)].map(([k, w]) => [k, tf.tensor(w.data, [...w.shape], "float32")]));
+    analysis = analyseAttention(o.arch.config, params, test, testPairs(test, o.pairs).slice(0, Math.min(200, o.pairs)));
+    tf.dispose([...params.values()]);
+  }
 
-  const results = join(here, "results");
+  const results = join(here, o.arch.results);
   mkdirSync(results, { recursive: true });
   writeFileSync(join(results, "results.json"), `${JSON.stringify(rows, null, 1)}\n`);
   await renderPng(accuracySpec(rows, ms), join(results, "accuracy.png"));
   await renderPng(mergeSpec(panels, [PAIR_HEIGHT, PAIR_WIDTH], "Patches merged into one final token share a colour (grey: never merged); bright = ink", pictureRows, columns), join(results, "merges.png"));
   const record = {
     command: ["npx", "tsx", "examples/vqa/experiment.ts", ...argv].join(" "),
-    weights: { path: "examples/vqa/weights/vqa.safetensors", sha256: sha },
+    architecture: o.arch.id, weights: { path: join("examples/vqa", o.arch.weights), sha256: sha },
     samples: items.length, pairs: o.pairs, batch: o.batch, rounds: o.rounds, repeatsPerRound: repeats,
     backend: backendInfo,
     tokens: Object.fromEntries(models.filter((m) => m.run.method.id === "tome" || m.run.method.id === "none").map((m) => [String(m.run.upsilon), m.tokens])),
@@ -250,8 +316,8 @@ async function main(argv: string[]): Promise<number> {
     seconds: Math.round((performance.now() - t0) / 1000), date: new Date().toISOString(),
   };
   writeFileSync(join(results, "record.json"), `${JSON.stringify(record, null, 2)}\n`);
-  writeFileSync(join(here, "RESULTS.md"), report(rows, ms, record));
-  console.log(`wrote ${join("examples/vqa", "results")}/{results.json,record.json,accuracy.png,merges.png} and examples/vqa/RESULTS.md (${record.seconds} s)`);
+  writeFileSync(join(here, o.arch.report), report(o.arch, rows, ms, record));
+  console.log(`wrote ${join("examples/vqa", o.arch.results)}/{results.json,record.json,accuracy.png,merges.png} and examples/vqa/${o.arch.report} (${record.seconds} s)`);
   return 0;
 }
 
@@ -280,37 +346,47 @@ function accuracySpec(rows: readonly Row[], ms: readonly Method[]) {
   } as never;
 }
 
-function report(rows: readonly Row[], ms: readonly Method[], rec: { analysis: BlockAnalysis[]; analysisPairs: number; command: string; samples: number; pairs: number; backend: string; machine: { cpus: number; cpu: string; loadavgStart: number[]; loadavgEnd: number[] }; rounds: number; pictureUpsilon: number; seconds: number; tokens: Record<string, number[]> }): string {
+/** The method the target is read for: the text class token's (single-stream), else the image class token's. */
+function mainMethod(ms: readonly Method[]): Method {
+  return ms.find((m) => m.id.startsWith("turbo-text")) ?? ms.find((m) => m.id.startsWith("turbo-visual"))!;
+}
+
+function report(arch: Arch, rows: readonly Row[], ms: readonly Method[], rec: { analysis: BlockAnalysis[]; analysisPairs: number; command: string; samples: number; pairs: number; backend: string; machine: { cpus: number; cpu: string; loadavgStart: number[]; loadavgEnd: number[] }; rounds: number; pictureUpsilon: number; seconds: number; tokens: Record<string, number[]> }): string {
   const get = (method: string, upsilon: number, question: string) => rows.find((r) => r.method === method && r.upsilon === upsilon && r.question === question);
   const none = get("none", 0, "all")!;
   const upsilons = [...new Set(rows.filter((r) => r.upsilon > 0).map((r) => r.upsilon))];
   const merged = ms.slice(1);
-  const textIds = ms.filter((m) => m.id.startsWith("turbo-text")).map((m) => m.id);
+  const mainKind = mainMethod(ms).id.startsWith("turbo-text") ? "turbo-text" : "turbo-visual";
+  const textIds = ms.filter((m) => m.id.startsWith(mainKind)).map((m) => m.id);
+  const dual = arch.id === "dual";
   const fmtP = (p: number | null | undefined) => (p === null || p === undefined ? "—" : p < 1e-4 ? p.toExponential(1) : p.toFixed(4));
   const L: string[] = [];
-  L.push("# Two-digit MNIST VQA: Turbo's textual semantic value against ToMe", "");
-  L.push(`Generated by \`${rec.command}\` in ${rec.seconds} s; do not edit by hand. Data: \`results/results.json\` (one row per method, Υ and question), \`results/record.json\`.`, "");
+  L.push(dual ? "# Two-digit MNIST VQA, dual-stream model: Turbo's visual semantic value against ToMe" : "# Two-digit MNIST VQA: Turbo's textual semantic value against ToMe", "");
+  L.push(`Generated by \`${rec.command}\` in ${rec.seconds} s; do not edit by hand. Data: \`${arch.results}/results.json\` (one row per method, Υ and question), \`${arch.results}/record.json\`.`, "");
   L.push(
     `- **Task**: two MNIST test digits side by side (28×56), ${rec.pairs} fixed pairs (examples/vqa/data.ts), each asked all four questions (left digit, right digit, larger digit, sum): ${rec.samples} samples; answers are 19 classes.`,
-    `- **Model**: single-stream, [text class token, 5 question words, image class token, 98 patches of 4×4] = 105 tokens, ${vqaConfig.depth} blocks of width ${vqaConfig.dim}; trained by examples/vqa/train.ts (weights/vqa.safetensors.json). The first 7 tokens are protected (found by the compiler); only image patches merge.`,
-    `- **Methods** (same Υ ⇒ same token schedule and FLOPs): ToMe (α = 0); Turbo with the image class token's attention row as semantic value (visual-only); Turbo with the text class token's row (${textIds.join(", ")}). α = 5, fusion S1.`,
+    `- **Model**: ${arch.model}`,
+    dual
+      ? `- **Methods** (same Υ ⇒ same token schedule and FLOPs): ToMe (α = 0); Turbo with the image class token's attention row as semantic value (${textIds.join(", ")}). α = 5, fusion S1. No method here can use the text: the image encoder runs before the question is read.`
+      : `- **Methods** (same Υ ⇒ same token schedule and FLOPs): ToMe (α = 0); Turbo with the image class token's attention row as semantic value (visual-only); Turbo with the text class token's row (${textIds.join(", ")}). α = 5, fusion S1.`,
     `- **Speed**: samples/s on one fixed batch, ${rec.rounds} interleaved rounds (order rotated), median; backend ${rec.backend}; ${rec.machine.cpus}× ${rec.machine.cpu}, load average ${rec.machine.loadavgStart[0]!.toFixed(2)} → ${rec.machine.loadavgEnd[0]!.toFixed(2)}. p: McNemar's exact test against ToMe at the same Υ on the same samples.`,
     "",
   );
   L.push(`No merging: **${pct(none.accuracy, 2)} %** (${none.gflops.toFixed(4)} GFLOPs, ${none.images_per_s.toFixed(0)} samples/s); by question: ${questionTypes.map((q) => `${q} ${pct(get("none", 0, q)!.accuracy)} %`).join(", ")}.`, "");
   L.push("## All questions", "");
-  L.push(`| Υ | tokens after each block | GFLOPs | ${merged.map((m) => m.label).join(" | ")} | p (text vs ToMe) | samples/s (${merged.map((m) => m.id).join(" / ")}) |`);
+  L.push(`| Υ | tokens after each block | GFLOPs | ${merged.map((m) => m.label).join(" | ")} | p (${textIds[0]} vs ToMe) | samples/s (${merged.map((m) => m.id).join(" / ")}) |`);
   L.push(`|---|---|---|${merged.map(() => "---|").join("")}---|---|`);
   for (const u of upsilons) {
     const cells = merged.map((m) => get(m.id, u, "all")!);
     L.push(`| ${u} | ${rec.tokens[String(u)]?.join(" → ") ?? "?"} | ${cells[0]!.gflops.toFixed(4)} | ${cells.map((c) => `${pct(c.accuracy, 2)}`).join(" | ")} | ${fmtP(get(textIds[0]!, u, "all")!.p_vs_tome)} | ${cells.map((c) => c.images_per_s.toFixed(0)).join(" / ")} |`);
   }
   L.push("", "## By question", "");
-  L.push(`| Υ | question | ${merged.map((m) => m.id).join(" | ")} | p (${textIds[0]} vs ToMe) | p (turbo-visual vs ToMe) |`);
-  L.push(`|---|---|${merged.map(() => "---|").join("")}---|---|`);
+  const compared = dual ? [textIds[0]!] : [textIds[0]!, "turbo-visual"];
+  L.push(`| Υ | question | ${merged.map((m) => m.id).join(" | ")} | ${compared.map((id) => `p (${id} vs ToMe)`).join(" | ")} |`);
+  L.push(`|---|---|${merged.map(() => "---|").join("")}${compared.map(() => "---|").join("")}`);
   for (const u of upsilons) {
     for (const q of questionTypes) {
-      L.push(`| ${u} | ${q} | ${merged.map((m) => pct(get(m.id, u, q)!.accuracy)).join(" | ")} | ${fmtP(get(textIds[0]!, u, q)!.p_vs_tome)} | ${fmtP(get("turbo-visual", u, q)!.p_vs_tome)} |`);
+      L.push(`| ${u} | ${q} | ${merged.map((m) => pct(get(m.id, u, q)!.accuracy)).join(" | ")} | ${compared.map((id) => fmtP(get(id, u, q)!.p_vs_tome)).join(" | ")} |`);
     }
   }
   // The issue's target, read off the rows.
@@ -318,8 +394,7 @@ function report(rows: readonly Row[], ms: readonly Method[], rec: { analysis: Bl
   const tomeRows = upsilons.map((u) => get("tome", u, "all")!);
   const at = tomeRows.find((r) => none.accuracy - r.accuracy >= 0.05);
   if (at === undefined) {
-    const { tokens, textTokens } = vqaDims(vqaConfig);
-    const cap = Math.floor((tokens - textTokens - 1) / 2);
+    const cap = Math.floor(arch.mergeable / 2);
     const why = upsilons.at(-1)! >= cap
       ? `Υ = ${cap} is already the most the bipartite rule allows: every block merges every unprotected token of set A, so no larger Υ exists`
       : "extend --upsilons";
@@ -332,7 +407,8 @@ function report(rows: readonly Row[], ms: readonly Method[], rec: { analysis: Bl
       L.push(`At Υ = ${at.upsilon}, the first Υ where ToMe is ≥ 5 points down, ToMe loses **${pct(dTome, 2)}** points and ${id} **${pct(dText, 2)}** (p = ${fmtP(t.p_vs_tome)}): target (at most half as many, p < 0.01) **${met ? "met" : "not met"}**.`);
     }
   }
-  L.push("", "![accuracy against FLOPs](results/accuracy.png)", "");
+  L.push("", `![accuracy against FLOPs](${arch.results}/accuracy.png)`, "");
+  if (rec.analysis.length > 0) {
   L.push("## Where the class tokens look (unmerged model)", "");
   L.push(`Mean over ${rec.analysisPairs} test pairs of each block's attention row (averaged over heads): the share on the text tokens, the image class token, and the patches of the left and right digit (left/right half of the image). R: ToMe's redundancy of the image tokens of A (best cosine of the keys with B), ρ: Spearman correlation between R and the text class token's attention over those tokens.`, "");
   L.push("| question | block | text cls → text | → image cls | → left half | → right half | image cls → left | → right | R | ρ(R, I_text) |");
@@ -342,7 +418,8 @@ function report(rows: readonly Row[], ms: readonly Method[], rec: { analysis: Bl
     L.push(`| ${a.question} | ${a.block} | ${f(a.textCls.text)} | ${f(a.textCls.imageCls)} | ${f(a.textCls.leftHalf)} | ${f(a.textCls.rightHalf)} | ${f(a.imageCls.leftHalf)} | ${f(a.imageCls.rightHalf)} | ${a.redundancy.toFixed(3)} | ${a.rankCorrelation.toFixed(2)} |`);
   }
   L.push("");
-  L.push(`## Which tokens survive`, "", `The same four test pairs asked "left" and "right", at Υ = ${rec.pictureUpsilon}: patches merged into one final token share a colour, grey patches are tokens never merged.`, "", "![merges](results/merges.png)", "");
+  }
+  L.push(`## Which tokens survive`, "", `The same four test pairs asked "left" and "right", at Υ = ${rec.pictureUpsilon}: patches merged into one final token share a colour, grey patches are tokens never merged.${dual ? " In this model the merges cannot depend on the question." : ""}`, "", `![merges](${arch.results}/merges.png)`, "");
   return `${L.join("\n")}\n`;
 }
 

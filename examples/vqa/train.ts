@@ -3,10 +3,12 @@
  * autodiff on the project's training path (examples/vit: gradient rules,
  * wasm fast kernels, AdamW, warmup + cosine schedule, progress bar) and
  * writes `weights/vqa.safetensors` (`--arch dual`: `weights/vqa_dual.safetensors`)
- * with the record of the run beside it.
+ * with the record of the run beside it. `--depth N` trains the architecture
+ * with N (image) blocks instead, into `weights/vqa_d<N>.safetensors`
+ * (`vqa_dual_d<N>`), with the configuration in the file's metadata.
  *
- *   npx tsx examples/vqa/train.ts [--arch single|dual] [--steps N] [--batch N]
- *       [--lr X] [--seed N] [--eval-every N] [--out FILE] [--resume]
+ *   npx tsx examples/vqa/train.ts [--arch single|dual] [--depth N] [--steps N]
+ *       [--batch N] [--lr X] [--seed N] [--eval-every N] [--out FILE] [--resume]
  *
  * Each step draws a fresh batch of (left digit, right digit, question) from
  * the train split with one seeded stream: the same flags give the same
@@ -26,13 +28,14 @@ import { ANSWERS, QUESTION_LENGTH, questionTypes, vqaConfig, vqaDualConfig, vqaD
 import { loadMnist, makeBatch, PAIR_HEIGHT, PAIR_WIDTH, testItems, trainBatch, type VqaBatch } from "./data.ts";
 import { eagerVqa, eagerVqaDual } from "./eager.ts";
 
-const USAGE = "usage: train.ts [--arch single|dual] [--steps N] [--batch N] [--lr X] [--seed N] [--eval-every N] [--eval-pairs N] [--out FILE] [--resume]";
+const USAGE = "usage: train.ts [--arch single|dual] [--depth N] [--steps N] [--batch N] [--lr X] [--seed N] [--eval-every N] [--eval-pairs N] [--out FILE] [--resume]";
 
 function options(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
     options: {
       arch: { type: "string", default: "single" },
+      depth: { type: "string" },
       steps: { type: "string", default: "4500" },
       batch: { type: "string", default: "64" },
       lr: { type: "string", default: "2e-3" },
@@ -52,17 +55,23 @@ function options(argv: string[]) {
   if (!(lr > 0)) throw new Error(`--lr must be a positive number\n${USAGE}`);
   const arch = values.arch;
   if (arch !== "single" && arch !== "dual") throw new Error(`--arch must be single or dual, not "${arch}"\n${USAGE}`);
-  const out = values.out ?? `examples/vqa/weights/${arch === "dual" ? "vqa_dual" : "vqa"}.safetensors`;
-  return { arch: architectures[arch], steps: int("steps"), batch: int("batch"), lr, seed: int("seed"), evalEvery: int("eval-every"), evalPairs: int("eval-pairs"), out, resume: values.resume === true };
+  const depth = values.depth === undefined ? undefined : int("depth");
+  const out = values.out ?? `examples/vqa/weights/${arch === "dual" ? "vqa_dual" : "vqa"}${depth === undefined ? "" : `_d${depth}`}.safetensors`;
+  return { arch: architecture(arch, depth), steps: int("steps"), batch: int("batch"), lr, seed: int("seed"), evalEvery: int("eval-every"), evalPairs: int("eval-pairs"), out, resume: values.resume === true };
 }
 
 type Forward = (params: ReadonlyMap<string, tf.Tensor>, question: tf.Tensor2D, pixels: tf.Tensor4D) => tf.Tensor2D;
 
-/** The two architectures: configuration, parameter list and eager forward pass. */
-const architectures = {
-  single: { name: "single", config: vqaConfig as VqaConfig, params: vqaParams(vqaConfig), forward: ((p, q, x) => eagerVqa(vqaConfig, p, q, x)) as Forward },
-  dual: { name: "dual", config: vqaDualConfig as VqaConfig, params: vqaDualParams(vqaDualConfig), forward: ((p, q, x) => eagerVqaDual(vqaDualConfig, p, q, x)) as Forward },
-};
+/** One of the two architectures, at its own depth or `depth` blocks: configuration, parameter list and eager forward pass. */
+function architecture(arch: "single" | "dual", depth?: number) {
+  const at = <C extends VqaConfig>(c: C): C => (depth === undefined ? c : { ...c, name: `${c.name}-d${depth}`, depth });
+  if (arch === "dual") {
+    const c = at(vqaDualConfig);
+    return { name: arch, config: c as VqaConfig, params: vqaDualParams(c), forward: ((p, q, x) => eagerVqaDual(c, p, q, x)) as Forward };
+  }
+  const c = at(vqaConfig);
+  return { name: arch, config: c, params: vqaParams(c), forward: ((p, q, x) => eagerVqa(c, p, q, x)) as Forward };
+}
 
 /** Accuracy of the eager model on `items` of the test split, per question type and overall. */
 function evaluate(forward: Forward, params: Map<string, tf.Tensor>, batches: VqaBatch[]): Record<string, number> {
