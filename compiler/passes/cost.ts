@@ -136,7 +136,8 @@ export function cost(g: Graph): CostReport {
     total = { flops: plus(total.flops, flops), bytes: plus(total.bytes, bytes) };
     if (n.op === "input") continue;
     const scope = g.meta.get(n.id)?.scope ?? "(outside blocks)";
-    const tokens = (t: TensorType) => (t.shape.length === 3 && typeof t.shape[1] === "number" ? t.shape[1] : undefined);
+    // Ops outside blocks come from anywhere in the model (norms, heads, a second stream's embedding): no token count in or out.
+    const tokens = (t: TensorType) => (scope !== "(outside blocks)" && t.shape.length === 3 && typeof t.shape[1] === "number" ? t.shape[1] : undefined);
     let blk = blocks.get(scope);
     if (blk === undefined) {
       blk = { name: scope, tokensIn: ins[0] === undefined ? undefined : tokens(ins[0]), tokensOut: undefined, merged: 0, flops: zero() };

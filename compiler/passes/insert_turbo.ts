@@ -216,15 +216,16 @@ function scopesOf(g: Graph, ids: readonly number[]): string {
 
 /**
  * Which stream merges, which attentions are left alone and why, and which
- * cross-attentions read the merged tokens (a two-stream model's plan says
- * so per block).
+ * cross-attentions read the merged tokens: a model with a second token
+ * stream gets these notes; a model with one stream none.
  */
 function streamNotes(g: Graph, sites: readonly MergeSite[], skipped: readonly { attention: number; reason: string }[], sized: readonly number[], origin: number): string[] {
+  const second = skipped.filter((s) => s.reason.startsWith("self-attention over a second"));
+  const cross = sized.filter((id) => !sites.some((s) => s.attention === id));
+  if (second.length === 0 && cross.length === 0) return []; // one stream: nothing to tell apart
   const from = inputsOf(g, origin);
   const notes = [`the merged token stream is the one the self-attention of ${scopesOf(g, sites.map((s) => s.attention))} reads${from.length === 0 ? "" : ` (computed from input ${from.join(", ")})`}`];
-  const second = skipped.filter((s) => s.reason.startsWith("self-attention over a second"));
   if (second.length > 0) notes.push(`not merged: the self-attention of ${scopesOf(g, second.map((s) => s.attention))} reads a second token stream`);
-  const cross = sized.filter((id) => !sites.some((s) => s.attention === id));
   if (cross.length > 0) notes.push(`proportional attention (+ log size on the keys) in the cross-attention of ${scopesOf(g, cross)}: its keys are the merged tokens`);
   return notes;
 }

@@ -35,6 +35,18 @@ test("`turbo-compile --emit ir` writes only the IR files", () => {
   assert.match(readFileSync(join(out, "model.tir"), "utf8"), /^graph "vit-ti16"\(B\) \{/);
 });
 
+test("`turbo-compile --explain` lists which stream merges and which cross-attention gets the sizes", () => {
+  const out = tempDir("turbograph-cli-");
+  const plain = tsx(["compiler/cli.ts", "examples/vqa/dual.ts", "--no-check", "--out", out, "--emit", "plan", "--turbo", "r=16"]);
+  assert.not.match(plain, /explain:/);
+  // Outside blocks, the ops come from both streams: no token counts are claimed for them.
+  assert.match(plain, /\(outside blocks\)\s+-\s+0\s+-\s/);
+  const report = tsx(["compiler/cli.ts", "examples/vqa/dual.ts", "--no-check", "--out", out, "--emit", "plan", "--turbo", "r=16", "--explain"]);
+  assert.match(report, /explain:\n {2}merges from image\.layer\.0 on: the first 1 tokens are protected/);
+  assert.match(report, /not merged: the self-attention of text\.layer\.0, text\.layer\.1 reads a second token stream/);
+  assert.match(report, /proportional attention \(\+ log size on the keys\) in the cross-attention of text\.layer\.0, text\.layer\.1/);
+});
+
 test("`turbo-compile --help` prints the usage", () => {
   assert.match(tsx(["compiler/cli.ts", "--help"]), /Usage: turbo-compile <spec\.ts \| graph\.tir> \[options\]/);
 });
