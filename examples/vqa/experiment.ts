@@ -4,7 +4,8 @@
  * when ToMe merges by redundancy alone?
  *
  *   npx tsx examples/vqa/experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…]
- *       [--pairs 2000] [--batch 100] [--rounds 5] [--scales 30] [--weights FILE] [--quick]
+ *       [--pairs 2000] [--batch 100] [--rounds 5] [--scales 30] [--fusions S3,S4]
+ *       [--weights FILE] [--quick]
  *
  * Methods, each compiled once per Υ from examples/vqa/vqa.ts (`--arch dual`:
  * examples/vqa/dual.ts) with `compile(spec, { turbo })` and run with
@@ -15,7 +16,10 @@
  * - `turbo-visual`: α = 5 with the **image** class token's attention row
  *   (`semanticToken` = its position) — the visual-only semantic value;
  * - `turbo-text`: α = 5 with the **text** class token's row (position 0,
- *   what the compiler takes from the graph), at each scale c of `--scales`.
+ *   what the compiler takes from the graph), at each scale c of `--scales`;
+ * - `turbo-text-S3`, `turbo-text-S4`: the same row under the other fusion
+ *   strategies of `--fusions` (spec/turbo.md; S4 with β = 0.5, γ = 0: the
+ *   semantic weight halves with each later merging block), at the first c.
  *
  * In the dual-stream model only the image encoder merges and the text is
  * not in it, so there is no `turbo-text`: `turbo-visual` (the image class
@@ -40,7 +44,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { compile } from "../../compiler/compile.ts";
-import type { TurboOptions } from "../../compiler/passes/insert_turbo.ts";
+import type { Fusion, TurboOptions } from "../../compiler/passes/insert_turbo.ts";
 import { load, parseSafetensors, type Model } from "../../runtime/mod.ts";
 import { mergePanels } from "../vit/merge_picture.ts";
 import { cssColor, mergeSpec, renderPng, type MergePanel } from "../vit/plots.ts";
@@ -53,7 +57,7 @@ import dualSpec, { vqaDual } from "./dual.ts";
 import spec, { vqa } from "./vqa.ts";
 
 const here = new URL(".", import.meta.url).pathname;
-const USAGE = "usage: experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--weights FILE] [--quick]";
+const USAGE = "usage: experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--fusions S2,S3,S4] [--weights FILE] [--quick]";
 
 interface Method {
   id: string;
@@ -72,6 +76,7 @@ function parse(argv: string[]) {
       batch: { type: "string", default: "100" },
       rounds: { type: "string", default: "5" },
       scales: { type: "string", default: "30,100" },
+      fusions: { type: "string", default: "" },
       weights: { type: "string" },
       quick: { type: "boolean", default: false },
     },
@@ -90,7 +95,9 @@ function parse(argv: string[]) {
   const arch = values.arch;
   if (arch !== "single" && arch !== "dual") throw new Error(`--arch must be single or dual, not "${arch}"\n${USAGE}`);
   const a = architecture(arch, values.depth === undefined ? undefined : int("depth"));
-  return { arch: a, upsilons: ints("upsilons"), scales: ints("scales"), pairs: quick ? 200 : int("pairs"), batch: int("batch"), rounds: quick ? 2 : int("rounds"), weights: values.weights ?? join(here, a.weights), quick };
+  const fusions = values.fusions === "" ? [] : values.fusions!.split(",");
+  for (const f of fusions) if (!["S2", "S3", "S4"].includes(f)) throw new Error(`--fusions: "${f}" is not one of S2, S3, S4 (S1 is every other Turbo method)\n${USAGE}`);
+  return { arch: a, upsilons: ints("upsilons"), scales: ints("scales"), fusions: fusions as Fusion[], pairs: quick ? 200 : int("pairs"), batch: int("batch"), rounds: quick ? 2 : int("rounds"), weights: values.weights ?? join(here, a.weights), quick };
 }
 
 /** What differs between the two architectures here. */
@@ -131,7 +138,7 @@ function architecture(id: "single" | "dual", depth?: number): Arch {
   };
 }
 
-function methods(arch: Arch, scales: readonly number[]): Method[] {
+function methods(arch: Arch, scales: readonly number[], fusions: readonly Fusion[]): Method[] {
   if (arch.id === "dual") {
     return [
       { id: "none", label: "no merging", turbo: () => undefined },
@@ -152,6 +159,11 @@ function methods(arch: Arch, scales: readonly number[]): Method[] {
       id: scales.length === 1 ? "turbo-text" : `turbo-text-c${c}`,
       label: `Turbo, text class token${scales.length === 1 ? "" : `, c = ${c}`}`,
       turbo: (r: number) => ({ r, alpha: 5, scale: c }),
+    })),
+    ...fusions.map((f) => ({
+      id: `turbo-text-${f}`,
+      label: `Turbo, text class token, ${f}${f === "S4" ? " (β = 0.5, γ = 0)" : ""}`,
+      turbo: (r: number): TurboOptions => ({ r, alpha: 5, scale: scales[0]!, fusion: f, ...(f === "S4" ? { beta: 0.5, gamma: 0 } : {}) }),
     })),
   ];
 }
@@ -195,7 +207,7 @@ async function main(argv: string[]): Promise<number> {
   for (let i = 0; i < items.length; i += o.batch) batches.push(makeBatch(test, items.slice(i, i + o.batch)));
   const all = batches.flatMap((b) => b.types);
   const answers = batches.flatMap((b) => Array.from(b.answers));
-  const ms = methods(o.arch, o.scales);
+  const ms = methods(o.arch, o.scales, o.fusions);
   const runs = [{ method: ms[0]!, upsilon: 0 }, ...o.upsilons.flatMap((upsilon) => ms.slice(1).map((method) => ({ method, upsilon })))];
   console.error(`experiment: ${runs.length} compiled models × ${items.length} samples (${o.pairs} test pairs × ${questionTypes.length} questions), batch ${o.batch}; weights ${o.weights} (${sha.slice(0, 12)})`);
 
