@@ -7,57 +7,26 @@
  * semantic source); and the option that names another semantic token.
  */
 
-import * as tf from "@tensorflow/tfjs-core";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { compile, type Compiled } from "../../compiler/compile.ts";
+import { compile } from "../../compiler/compile.ts";
 import { CompileError } from "../../compiler/diagnostics.ts";
-import { loadModule, type Model } from "../../runtime/mod.ts";
 import { randomWeights } from "../../runtime/weights/mod.ts";
-import { imageClsPosition, QUESTION_LENGTH, vqaConfig, vqaDims, vqaParams } from "../../examples/vqa/config.ts";
-import { loadMnist, makeBatch, PAIR_HEIGHT, PAIR_WIDTH, testItems } from "../../examples/vqa/data.ts";
-import { eagerVqa, type EagerVqaTurbo } from "../../examples/vqa/eager.ts";
+import { imageClsPosition, vqaConfig, vqaDims, vqaParams } from "../../examples/vqa/config.ts";
+import { eagerVqa } from "../../examples/vqa/eager.ts";
 import spec from "../../examples/vqa/vqa.ts";
-import { relativeError, tempDir, toTensors } from "../_helpers.ts";
+import { agreementTests, type AgreementCase } from "./_vqa_agreement.ts";
 
 const weights = randomWeights(vqaParams(vqaConfig), 11);
-const batch = makeBatch(loadMnist().test, testItems(loadMnist().test, 3));
 
-async function loaded(c: Compiled, backend: "wasm" | "cpu"): Promise<Model> {
-  const dir = tempDir("turbograph-vqa-");
-  writeFileSync(join(dir, "model.mjs"), c.module.js);
-  return loadModule(await import(pathToFileURL(join(dir, "model.mjs")).href), { weights, backend });
-}
-
-const cases: Array<{ name: string; turbo?: EagerVqaTurbo }> = [
+const cases: AgreementCase[] = [
   { name: "no merge" },
   { name: "ToMe (alpha=0), r=12", turbo: { r: 12, alpha: 0 } },
   { name: "Turbo, text class token, r=12", turbo: { r: 12 } },
   { name: "Turbo, image class token, r=20, scale=15", turbo: { r: 20, scale: 15, semanticToken: imageClsPosition(vqaConfig) } },
 ];
 
-for (const backend of ["wasm", "cpu"] as const) {
-  for (const c of cases) {
-    test(`${backend}: ${c.name}: compiled logits agree with the eager model within 1e-4`, async () => {
-      const compiled = compile(spec, { verify: true, ...(c.turbo === undefined ? {} : { turbo: c.turbo }) });
-      const m = await loaded(compiled, backend);
-      const question = tf.tensor2d(batch.question, [batch.count, QUESTION_LENGTH], "int32");
-      const pixels = tf.tensor4d(batch.pixels, [batch.count, 1, PAIR_HEIGHT, PAIR_WIDTH]);
-      const got = m.run({ question, pixels }).answer!;
-      const tensors = toTensors(weights);
-      const want = eagerVqa(vqaConfig, tensors, question, pixels, c.turbo);
-      tf.dispose([...tensors.values()]);
-      assert.equal(got.shape, [batch.count, 19]);
-      const err = relativeError(got.dataSync(), want.dataSync());
-      assert.ok(err < 1e-4, `relative error ${err}`);
-      tf.dispose([question, pixels, got, want]);
-      m.dispose();
-    });
-  }
-}
+agreementTests(spec, weights, (t, q, p, turbo) => eagerVqa(vqaConfig, t, q, p, turbo), cases);
 
 test("the compiler protects the text segment and the image class token, and takes the text class token's row", () => {
   const { textTokens } = vqaDims(vqaConfig);

@@ -7,62 +7,25 @@
  * plan says about which stream merges and where its semantic value comes from.
  */
 
-import * as tf from "@tensorflow/tfjs-core";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { compile, type Compiled } from "../../compiler/compile.ts";
-import { loadModule, type Model } from "../../runtime/mod.ts";
+import { compile } from "../../compiler/compile.ts";
 import { randomWeights } from "../../runtime/weights/mod.ts";
-import { QUESTION_LENGTH, vqaDims, vqaDualConfig, vqaDualParams } from "../../examples/vqa/config.ts";
-import { loadMnist, makeBatch, PAIR_HEIGHT, PAIR_WIDTH, testItems } from "../../examples/vqa/data.ts";
-import { eagerVqaDual, type EagerVqaTurbo } from "../../examples/vqa/eager.ts";
+import { vqaDims, vqaDualConfig, vqaDualParams } from "../../examples/vqa/config.ts";
+import { eagerVqaDual } from "../../examples/vqa/eager.ts";
 import spec from "../../examples/vqa/dual.ts";
-import { relativeError, tempDir, toTensors } from "../_helpers.ts";
+import { agreementTests, type AgreementCase } from "./_vqa_agreement.ts";
 
 const weights = randomWeights(vqaDualParams(vqaDualConfig), 12);
-const batch = makeBatch(loadMnist().test, testItems(loadMnist().test, 3));
 
-async function loaded(c: Compiled, backend: "wasm" | "cpu"): Promise<Model> {
-  const dir = tempDir("turbograph-vqa-dual-");
-  writeFileSync(join(dir, "model.mjs"), c.module.js);
-  return loadModule(await import(pathToFileURL(join(dir, "model.mjs")).href), { weights, backend });
-}
-
-const cases: Array<{ name: string; turbo?: EagerVqaTurbo }> = [
+const cases: AgreementCase[] = [
   { name: "no merge" },
   { name: "ToMe (alpha=0), r=16", turbo: { r: 16, alpha: 0 } },
   { name: "Turbo, image class token, r=24", turbo: { r: 24 } },
   { name: "Turbo, S3, r=40 (the cap binds in later blocks)", turbo: { r: 40, fusion: "S3" } },
 ];
 
-for (const backend of ["wasm", "cpu"] as const) {
-  for (const c of cases) {
-    test(`${backend}: ${c.name}: compiled logits agree with the eager model within 1e-4`, async () => {
-      const compiled = compile(spec, { verify: true, ...(c.turbo === undefined ? {} : { turbo: c.turbo }) });
-      const m = await loaded(compiled, backend);
-      const question = tf.tensor2d(batch.question, [batch.count, QUESTION_LENGTH], "int32");
-      const pixels = tf.tensor4d(batch.pixels, [batch.count, 1, PAIR_HEIGHT, PAIR_WIDTH]);
-      const got = m.run({ question, pixels }).answer!;
-      const tensors = toTensors(weights);
-      const want = eagerVqaDual(vqaDualConfig, tensors, question, pixels, c.turbo);
-      tf.dispose([...tensors.values()]);
-      assert.equal(got.shape, [batch.count, 19]);
-      const err = relativeError(got.dataSync(), want.dataSync());
-      assert.ok(err < 1e-4, `relative error ${err}`);
-      if (c.turbo !== undefined) {
-        // Merging changed the answer logits: the merge is not a no-op on this batch.
-        const plain = eagerVqaDual(vqaDualConfig, toTensors(weights), question, pixels);
-        assert.ok(relativeError(got.dataSync(), plain.dataSync()) > 1e-3, "merged and unmerged logits differ");
-        plain.dispose();
-      }
-      tf.dispose([question, pixels, got, want]);
-      m.dispose();
-    });
-  }
-}
+agreementTests(spec, weights, (t, q, p, turbo) => eagerVqaDual(vqaDualConfig, t, q, p, turbo), cases);
 
 test("the image stream merges with its class token; the text's self-attention is left alone and its cross-attention gets the sizes", () => {
   const c = compile(spec, { turbo: { r: 16 } });
