@@ -5,7 +5,7 @@
  *
  *   npx tsx examples/vqa/experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…]
  *       [--pairs 2000] [--batch 100] [--rounds 5] [--scales 30] [--fusions S3,S4]
- *       [--weights FILE] [--quick]
+ *       [--skip 0,1] [--weights FILE] [--quick]
  *
  * Methods, each compiled once per Υ from examples/vqa/vqa.ts (`--arch dual`:
  * examples/vqa/dual.ts) with `compile(spec, { turbo })` and run with
@@ -26,7 +26,9 @@
  * token, position 0 of the image stream) runs at each scale instead. Its
  * results go to results/dual/ and RESULTS_dual.md. `--depth N` measures the
  * model trained with `train.ts --depth N` (weights/vqa[_dual]_d<N>), into
- * results[/dual]/d<N>/ and RESULTS[_dual]_d<N>.md.
+ * results[/dual]/d<N>/ and RESULTS[_dual]_d<N>.md. `--skip 0,1` keeps those
+ * blocks (0-based) from merging in every method — the paper's "which blocks
+ * merge" — into results…/skip0-1/ and RESULTS…_skip0-1.md.
  *
  * Every method at a Υ has the same token schedule, so the same FLOPs (the
  * class-attention row Turbo adds is counted). Accuracy per question type on
@@ -57,7 +59,7 @@ import dualSpec, { vqaDual } from "./dual.ts";
 import spec, { vqa } from "./vqa.ts";
 
 const here = new URL(".", import.meta.url).pathname;
-const USAGE = "usage: experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--fusions S2,S3,S4] [--weights FILE] [--quick]";
+const USAGE = "usage: experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--fusions S2,S3,S4] [--skip 0,1] [--weights FILE] [--quick]";
 
 interface Method {
   id: string;
@@ -77,6 +79,7 @@ function parse(argv: string[]) {
       rounds: { type: "string", default: "5" },
       scales: { type: "string", default: "30,100" },
       fusions: { type: "string", default: "" },
+      skip: { type: "string", default: "" },
       weights: { type: "string" },
       quick: { type: "boolean", default: false },
     },
@@ -94,10 +97,17 @@ function parse(argv: string[]) {
   const quick = values.quick === true;
   const arch = values.arch;
   if (arch !== "single" && arch !== "dual") throw new Error(`--arch must be single or dual, not "${arch}"\n${USAGE}`);
-  const a = architecture(arch, values.depth === undefined ? undefined : int("depth"));
+  const depth = values.depth === undefined ? undefined : int("depth");
+  const blocks = depth ?? (arch === "dual" ? vqaDualConfig.depth : vqaConfig.depth);
+  const skip = values.skip === "" ? [] : values.skip!.split(",").map((x) => {
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 0 || n >= blocks) throw new Error(`--skip: "${x}" is not a block index of this model (0 to ${blocks - 1})\n${USAGE}`);
+    return n;
+  });
+  const a = architecture(arch, depth, skip);
   const fusions = values.fusions === "" ? [] : values.fusions!.split(",");
   for (const f of fusions) if (!["S2", "S3", "S4"].includes(f)) throw new Error(`--fusions: "${f}" is not one of S2, S3, S4 (S1 is every other Turbo method)\n${USAGE}`);
-  return { arch: a, upsilons: ints("upsilons"), scales: ints("scales"), fusions: fusions as Fusion[], pairs: quick ? 200 : int("pairs"), batch: int("batch"), rounds: quick ? 2 : int("rounds"), weights: values.weights ?? join(here, a.weights), quick };
+  return { arch: a, upsilons: ints("upsilons"), scales: ints("scales"), fusions: fusions as Fusion[], skip, pairs: quick ? 200 : int("pairs"), batch: int("batch"), rounds: quick ? 2 : int("rounds"), weights: values.weights ?? join(here, a.weights), quick };
 }
 
 /** What differs between the two architectures here. */
@@ -120,8 +130,15 @@ interface Arch {
 
 const dims = vqaDims(vqaConfig);
 
-/** The architecture measured, at its own depth or at `depth` (image) blocks. */
-function architecture(id: "single" | "dual", depth?: number): Arch {
+/** The architecture measured, at its own depth or at `depth` (image) blocks, with the blocks of `skip` never merging. */
+function architecture(id: "single" | "dual", depth: number | undefined, skip: readonly number[]): Arch {
+  const arch = architectureAt(id, depth);
+  if (skip.length === 0) return arch;
+  const tag = `skip${skip.join("-")}`;
+  return { ...arch, results: `${arch.results}/${tag}`, report: arch.report.replace(/\.md$/, `_${tag}.md`), model: `${arch.model} Block${skip.length > 1 ? "s" : ""} ${skip.join(", ")} never merge${skip.length > 1 ? "" : "s"} (--skip), in every method.` };
+}
+
+function architectureAt(id: "single" | "dual", depth?: number): Arch {
   const d = depth === undefined ? "" : `_d${depth}`;
   const flag = depth === undefined ? "" : ` --depth ${depth}`;
   if (id === "dual") {
@@ -207,7 +224,7 @@ async function main(argv: string[]): Promise<number> {
   for (let i = 0; i < items.length; i += o.batch) batches.push(makeBatch(test, items.slice(i, i + o.batch)));
   const all = batches.flatMap((b) => b.types);
   const answers = batches.flatMap((b) => Array.from(b.answers));
-  const ms = methods(o.arch, o.scales, o.fusions);
+  const ms = methods(o.arch, o.scales, o.fusions).map((m) => ({ ...m, turbo: (r: number) => { const t = m.turbo(r); return t === undefined || o.skip.length === 0 ? t : { ...t, skip: o.skip }; } }));
   const runs = [{ method: ms[0]!, upsilon: 0 }, ...o.upsilons.flatMap((upsilon) => ms.slice(1).map((method) => ({ method, upsilon })))];
   console.error(`experiment: ${runs.length} compiled models × ${items.length} samples (${o.pairs} test pairs × ${questionTypes.length} questions), batch ${o.batch}; weights ${o.weights} (${sha.slice(0, 12)})`);
 
