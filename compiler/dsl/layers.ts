@@ -7,7 +7,7 @@
 import { CompileError } from "../diagnostics.ts";
 import { formatShape } from "../ir/types.ts";
 import { rearrange } from "./einops.ts";
-import { add, broadcast, concat, cos, gelu, mul, reshape, silu, sin, slice } from "./primitives.ts";
+import { add, broadcast, concat, cos, full, gelu, mul, reshape, scale, silu, sin, slice } from "./primitives.ts";
 import { block, currentTrace, describe, emit, here, param, Tensor } from "./trace.ts";
 
 /** The options object every layer builder takes, with its parameter-prefix name: present, an object, a non-empty string name. */
@@ -86,6 +86,12 @@ export interface AttentionOptions {
   name: string;
   /** Keys and values come from here (cross-attention); default: x itself. */
   context?: Tensor;
+  /**
+   * Additive mask on the logits (0 keeps a key, a large negative number
+   * drops it), broadcasting to [B, heads, N, M]; `keyPadding` makes one for
+   * padded text.
+   */
+  mask?: Tensor;
 }
 
 /**
@@ -98,12 +104,35 @@ export function attention(x: Tensor, o: AttentionOptions): Tensor {
   if (!Number.isInteger(o.heads) || o.heads <= 0 || width % o.heads !== 0) {
     throw new CompileError(`attention "${o.name}": heads ${o.heads} does not divide width ${width}`, here());
   }
+  if (o.mask !== undefined && !(o.mask instanceof Tensor)) throw new CompileError(`attention "${o.name}": mask is ${describe(o.mask)}, not a tensor`, here());
   const ctx = o.context ?? x;
   const q = linear(x, width, { name: `${o.name}.q` });
   const k = linear(ctx, width, { name: `${o.name}.k` });
   const v = linear(ctx, width, { name: `${o.name}.v` });
-  const a = emit("attention", [q, k, v], { heads: o.heads });
+  const a = o.mask === undefined ? emit("attention", [q, k, v], { heads: o.heads }) : emit("attention", [q, k, v, o.mask], { heads: o.heads, bias: true });
   return linear(a, width, { name: `${o.name}.out` });
+}
+
+/** The additive value `keyPadding` gives a padded key: exp of it underflows to 0 in float32. */
+export const MASKED = -1e9;
+
+/**
+ * The additive key mask for a sequence whose first T tokens are text that
+ * may be padded: `mask` [B, T] is 1 for a real token and 0 for padding; the
+ * result [B, 1, 1, keys] is 0 on real tokens and on every key after the
+ * text, MASKED on padding. Zero past the text is what lets it survive
+ * merging (spec/turbo.md, "Padding").
+ */
+export function keyPadding(mask: Tensor, keys: number): Tensor {
+  if (mask.rank !== 2) throw new CompileError(`keyPadding: mask must be [batch, text tokens] but has shape ${formatShape(mask.shape)}`, here());
+  const text = mask.shape[1];
+  if (typeof text !== "number" || !Number.isInteger(keys) || keys < text) {
+    throw new CompileError(`keyPadding: keys ${keys} must be a whole number of tokens, at least the mask's ${String(text)} text tokens`, here());
+  }
+  const batch = currentTrace("keyPadding").builder.batch;
+  const onText = add(scale(mask, -MASKED), full([batch, text], MASKED));
+  const all = keys === text ? onText : concat([onText, full([batch, keys - text], 0)], 1);
+  return reshape(all, [batch, 1, 1, keys]);
 }
 
 export interface MlpOptions {
@@ -129,6 +158,8 @@ export interface EncoderBlockOptions {
    * between self-attention and the MLP (parameters `<name>.ln_cross`, `<name>.cross`).
    */
   context?: Tensor;
+  /** Additive mask on the self-attention's logits (see `attention`, `keyPadding`). */
+  mask?: Tensor;
 }
 
 /**
@@ -142,7 +173,7 @@ export function encoderBlock(x: Tensor, o: EncoderBlockOptions): Tensor {
   if (!Number.isInteger(hidden)) throw new CompileError(`encoderBlock "${o.name}": mlpRatio ${o.mlpRatio} gives a fractional hidden width`, here());
   return block(o.name, () => {
     const eps = o.eps === undefined ? {} : { eps: o.eps };
-    let h = add(x, attention(layerNorm(x, { name: `${o.name}.ln1`, ...eps }), { heads: o.heads, name: `${o.name}.attn` }));
+    let h = add(x, attention(layerNorm(x, { name: `${o.name}.ln1`, ...eps }), { heads: o.heads, name: `${o.name}.attn`, ...(o.mask === undefined ? {} : { mask: o.mask }) }));
     if (o.context !== undefined) h = add(h, attention(layerNorm(h, { name: `${o.name}.ln_cross`, ...eps }), { heads: o.heads, context: o.context, name: `${o.name}.cross` }));
     return add(h, mlp(layerNorm(h, { name: `${o.name}.ln2`, ...eps }), { hidden, name: `${o.name}.mlp` }));
   });

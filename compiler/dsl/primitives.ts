@@ -81,6 +81,12 @@ export function broadcast(x: Operand, shape: readonly (number | string)[]): Tens
   return emit("broadcast", [x], { shape: userShape("broadcast", shape) });
 }
 
+/** A constant tensor: every element `value` (zeros to pad an additive mask, say). */
+export function full(shape: readonly (number | string)[], value: number): Tensor {
+  if (typeof value !== "number" || !Number.isFinite(value)) throw new CompileError(`full: value ${String(value)} must be a finite number`, here());
+  return emit("fill", [], { shape: userShape("full", shape), value });
+}
+
 const paramName = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
 
 /**

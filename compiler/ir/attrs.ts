@@ -32,7 +32,7 @@ export const attrSchemas: { readonly [K in Op]?: Schema<K> } = {
   linear: {},
   matmul: {},
   attention: { heads: "int", bias: { optional: "bool" } },
-  cls_attention: { heads: "int", query: { optional: "int" } },
+  cls_attention: { heads: "int", query: { optional: "int" }, bias: { optional: "bool" } },
   turbo_merge: {
     r: "int",
     alpha: "number",

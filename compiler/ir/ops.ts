@@ -31,7 +31,7 @@ export const opDocs = {
   attention:
     "multi-head scaled dot-product attention of projected q [B,N,D], k and v [B,M,D]; with bias=true an additive bias broadcasting to [B,h,N,M] follows v; optional size [B,M,1] (last) adds log(size) to the logits",
   cls_attention:
-    "the attention row of query `query` (default 0, the class token) over the keys of q [B,N,D], k [B,M,D] (softmax after the optional log(size) bias), averaged over heads → [B,M]",
+    "the attention row of query `query` (default 0, the class token) over the keys of q [B,N,D], k [B,M,D] (softmax after the additive bias that follows k when bias=true, broadcasting to [B,h,N,M], and the optional log(size) bias, last), averaged over heads → [B,M]",
   // ── Turbo (spec/turbo.md)
   turbo_merge:
     "merges r tokens of x [B,N,D] by information degree; operands x, metric [B,N,d], size [B,N,1], then cls_attn [B,N] (unless ToMe-only), then sources [B,N,P] (when track)",
@@ -114,7 +114,7 @@ export interface OpAttrs {
   /** `bias`: operand 3 is an additive bias on the logits (present only when true). */
   attention: { readonly heads: number; readonly bias?: boolean };
   /** `query`: the position whose row is taken (default 0, the class token). */
-  cls_attention: { readonly heads: number; readonly query?: number };
+  cls_attention: { readonly heads: number; readonly query?: number; readonly bias?: boolean };
   turbo_merge: TurboMergeAttrs;
   merged_size: Record<string, never>;
   merged_sources: Record<string, never>;
@@ -151,7 +151,7 @@ export const arity: { readonly [K in Op]: readonly [number, number] } = {
   linear: [2, 3],
   matmul: [2, 2],
   attention: [3, 5],
-  cls_attention: [2, 3],
+  cls_attention: [2, 4],
   turbo_merge: [3, 5],
   merged_size: [1, 1],
   merged_sources: [2, 2],

@@ -140,7 +140,11 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     return q.shape;
   },
   cls_attention: (ts, a, batch) => {
-    const [q, k, size] = ts as [TensorType, TensorType, TensorType | undefined];
+    const [q, k] = ts as [TensorType, TensorType];
+    const bias = a.bias === true ? ts[2] : undefined;
+    if (a.bias === true && bias === undefined) throw new ShapeError("bias=true needs a bias operand after k");
+    if (ts.length > (a.bias === true ? 4 : 3)) throw new ShapeError(`${ts.length} operands need bias=true (q, k, bias, size)`);
+    const size = ts[a.bias === true ? 3 : 2];
     if (q.shape.length !== 3 || k.shape.length !== 3) throw new ShapeError(`q and k must be [batch, tokens, width] but have shapes ${fmt(q.shape, batch)} and ${fmt(k.shape, batch)}`);
     const width = q.shape[2]!;
     if (!dimEq(width, k.shape[2]!) || !dimEq(q.shape[0]!, k.shape[0]!)) throw new ShapeError(`q ${fmt(q.shape, batch)} and k ${fmt(k.shape, batch)} disagree`);
@@ -153,6 +157,13 @@ const rules: { readonly [K in Op]: Rule<K> } = {
     const row = a.query ?? 0;
     if (!Number.isInteger(row) || row < 0 || typeof q.shape[1] !== "number" || row >= q.shape[1]) {
       throw new ShapeError(`query ${row} is not a position of the ${fmt([q.shape[1]!], batch).slice(1, -1)} queries`);
+    }
+    if (bias !== undefined) {
+      const logits: Shape = [q.shape[0]!, a.heads, q.shape[1]!, k.shape[1]!];
+      const s = bias.shape;
+      if (s.length > 4 || s.some((d, i) => d !== 1 && !dimEq(d, logits[4 - s.length + i]!))) {
+        throw new ShapeError(`bias has shape ${fmt(s, batch)} but must broadcast to the logits ${fmt(logits, batch)}`);
+      }
     }
     return [k.shape[0]!, k.shape[1]!];
   },

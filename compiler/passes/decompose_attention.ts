@@ -49,6 +49,13 @@ function probabilities(ctx: RewriteContext, logits: number, size: Operand | unde
   return ctx.add("softmax", [ctx.add("reshape", [perHead], { shape: [hs.bh, n, m] })], {});
 }
 
+/** The bias's row for query `row` when it varies over the queries (axis −2 not 1); else the bias as is. */
+function queryRow(ctx: RewriteContext, bias: Operand, row: number): Operand {
+  const shape = ctx.b.type(bias).shape;
+  if (shape.length < 2 || shape[shape.length - 2] === 1) return bias;
+  return ctx.add("slice", [bias], { axis: shape.length - 2, start: row, end: row + 1 });
+}
+
 export function decomposeAttention(g: Graph): Graph {
   return rewrite(g, (node, ctx) => {
     if (node.op === "attention") {
@@ -66,14 +73,16 @@ export function decomposeAttention(g: Graph): Graph {
       return ctx.add("reshape", [ctx.add("transpose", [o], { perm: [0, 2, 1, 3] })], { shape: [hs.b, n, hs.width] });
     }
     if (node.op === "cls_attention") {
-      const [q0, k0, size] = node.inputs.map(ctx.map) as [Operand, Operand, Operand | undefined];
+      const [q0, k0, ...rest] = node.inputs.map(ctx.map) as [Operand, Operand, ...Operand[]];
+      const size = rest[node.attrs.bias === true ? 1 : 0];
       const hs = headsOf(ctx, q0, node.attrs.heads);
       const m = ctx.b.type(k0).shape[1]!;
       const row = node.attrs.query ?? 0;
+      const bias = node.attrs.bias === true ? queryRow(ctx, rest[0]!, row) : undefined;
       const first = ctx.add("scale", [ctx.add("slice", [q0], { axis: 1, start: row, end: row + 1 })], { value: 1 / Math.sqrt(hs.d) });
       const q = split(ctx, first, hs, 1, [0, 2, 1, 3], [1, hs.d]);
       const kT = split(ctx, k0, hs, m, [0, 2, 3, 1], [hs.d, m]);
-      const p = probabilities(ctx, ctx.add("matmul", [q, kT], {}), size, hs, 1, m);
+      const p = probabilities(ctx, ctx.add("matmul", [q, kT], {}), size, hs, 1, m, bias);
       return ctx.add("mean", [ctx.add("reshape", [p], { shape: [hs.b, hs.h, m] })], { axes: [1], keepDims: false });
     }
     return undefined;

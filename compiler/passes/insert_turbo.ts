@@ -8,8 +8,11 @@
  * with a located error where the count cannot be re-derived; every later
  * attention whose keys are the merged tokens gets their sizes (proportional
  * attention, + log(size) on the logits), cross-attention included, by stream
- * identity, never by length. The tokens concatenated from parameters at the
- * front of the stream (class, distillation, register tokens) are protected.
+ * identity, never by length; an additive mask on such an attention is
+ * rebuilt for the new key count when it is zero past the protected prefix
+ * (`_key_mask.ts`). The tokens concatenated from parameters or token ids at
+ * the front of the stream (class, distillation, register tokens, a text
+ * segment) are protected.
  * All shapes stay static: block ℓ removes
  *
  *   r_ℓ = min(Υ_ℓ, ⌊(N_ℓ − p)/2⌋, max(0, N_ℓ − threshold))
@@ -22,6 +25,7 @@ import { mergedCount } from "../contract/merged_count.ts";
 import { CompileError } from "../diagnostics.ts";
 import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
 import { formatShape, type Dim } from "../ir/types.ts";
+import { shrinkKeyMask, zeroPast } from "./_key_mask.ts";
 import { analyseMergeSites, findMergeSites, type MergeSite } from "./_merge_sites.ts";
 import { retyper } from "./_retype.ts";
 import { rewrite } from "./_rewrite.ts";
@@ -249,6 +253,8 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
   const notes = [protectionNote(guarded, o.alpha, sites[0]!.scope)];
   /** Attention nodes (traced ids) that got the merged tokens' sizes. */
   const sized: number[] = [];
+  /** The (rebuilt) additive mask of each biased attention (traced id → new graph), for its class-attention row. */
+  const masks = new Map<number, Operand>();
   const siteAt = new Map(sites.map((s, i) => [s.residual, { site: s, index: i }]));
   const onStream = (x: Operand): x is number => typeof x === "number" && streams[x]?.origin === origin;
 
@@ -271,6 +277,21 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
       const size = onStream(k) && streams[k]!.axis === 1 ? sizeOf(inputs[1]!) : undefined;
       if (size !== undefined) sized.push(n.id);
       const own = inputs.slice(0, (n.attrs as { bias?: boolean }).bias === true ? 4 : 3); // q, k, v (, bias); the size goes last
+      if (own.length === 4) {
+        const keys = ctx.b.type(own[1]!).shape[1]!;
+        const traced = g.nodes[n.inputs[1] as number]!.type.shape[1];
+        const maskKeys = ctx.b.type(own[3]!).shape.at(-1);
+        if (keys !== traced && maskKeys !== 1) {
+          if (!zeroPast(g, n.inputs[3]!, protect)) {
+            throw new CompileError(
+              `insertTurbo: the additive mask of the attention ${g.meta.get(n.id)?.scope ?? `%${n.id}`} is traced over ${String(traced)} keys, but merging left ${String(keys)}, and the mask is not provably zero past the ${protect} protected tokens, so it cannot follow the merge. Mask only the protected front of the sequence (a padded text segment: keyPadding(mask, tokens)), or merge nothing before this block (skip)`,
+              g.meta.get(n.id)?.loc,
+            );
+          }
+          own[3] = shrinkKeyMask(ctx, own[3]!, protect, keys);
+        }
+        masks.set(n.id, own[3]!);
+      }
       id = ctx.add("attention", size === undefined ? own : [...own, size], n.attrs);
     } else {
       id = retyped(n, inputs, ctx);
@@ -300,7 +321,9 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
     if (semantic) {
       const kSize = sizeOf(k);
       const query = guarded.semantic === 0 ? {} : { query: guarded.semantic };
-      operands.push(ctx.add("cls_attention", kSize === undefined ? [q, k] : [q, k, kSize], { heads, ...query }));
+      const mask = masks.get(at.site.attention);
+      const ops: Operand[] = [q, k, ...(mask === undefined ? [] : [mask]), ...(kSize === undefined ? [] : [kSize])];
+      operands.push(ctx.add("cls_attention", ops, { heads, ...query, ...(mask === undefined ? {} : { bias: true }) }));
     }
     if (o.trackSources) {
       sources ??= ctx.add("eye", [], { shape: [b, tokens, tokens] });

@@ -65,11 +65,20 @@ function pieces(c: VqaConfig, params: ReadonlyMap<string, tf.Tensor>, B: number)
     return tf.reshape(tf.transpose(tf.reshape(x, [B, heads, t, dh]), [0, 2, 1, 3]), [B, t, D]);
   };
   const token = (name: string) => tf.tile(tf.reshape(get(name), [1, 1, D]), [B, 1, 1]);
-  /** Attention of h's queries over ctx's keys (+ log size of ctx's tokens): the projected output, the probabilities [B, heads, t, m] and the keys. */
-  const attend = (h: tf.Tensor3D, ctx: tf.Tensor3D, prefix: string, size?: tf.Tensor3D) => {
+  /**
+   * Attention of h's queries over ctx's keys (+ log size of ctx's tokens; a
+   * text mask [B, T], 1 keep / 0 padding, drops the padded keys among the
+   * first T): the projected output, the probabilities [B, heads, t, m] and the keys.
+   */
+  const attend = (h: tf.Tensor3D, ctx: tf.Tensor3D, prefix: string, size?: tf.Tensor3D, textMask?: tf.Tensor2D) => {
     const [t, m] = [h.shape[1], ctx.shape[1]];
     const keys = dense(ctx, `${prefix}.k`, D);
     let logits = tf.mul(tf.matMul(split(dense(h, `${prefix}.q`, D)), split(keys), false, true), 1 / Math.sqrt(dh));
+    if (textMask !== undefined) {
+      const dropped = tf.where(tf.equal(textMask, 0), tf.fill(textMask.shape, -1e9), tf.zerosLike(textMask));
+      const bias = tf.reshape(tf.pad(dropped, [[0, 0], [0, m - textMask.shape[1]]]), [B, 1, 1, m]);
+      logits = tf.reshape(tf.add(tf.reshape(logits, [B, heads, t, m]), bias), [B * heads, t, m]);
+    }
     if (size !== undefined) logits = tf.reshape(tf.add(tf.reshape(logits, [B, heads, t, m]), tf.reshape(tf.log(size), [B, 1, 1, m])), [B * heads, t, m]);
     const probs = tf.softmax(logits, -1);
     const out = dense(join(tf.matMul(probs, split(dense(ctx, `${prefix}.v`, D)))), `${prefix}.out`, D);
@@ -117,9 +126,10 @@ function checkBatch(question: tf.Tensor2D, pixels: tf.Tensor4D): number {
 
 /**
  * Answer logits [B, 19] of the single-stream model for question ids [B, 5]
- * (int32) and pixels [B, 1, 28, 56]; every intermediate is disposed.
+ * (int32) and pixels [B, 1, 28, 56] (and, for `vqa(c, { mask: true })`, the
+ * text mask [B, 6], 1 keep / 0 padding); every intermediate is disposed.
  */
-export function eagerVqa(c: VqaConfig, params: ReadonlyMap<string, tf.Tensor>, question: tf.Tensor2D, pixels: tf.Tensor4D, turbo?: EagerVqaTurbo, observe?: (s: EagerVqaBlock) => void): tf.Tensor2D {
+export function eagerVqa(c: VqaConfig, params: ReadonlyMap<string, tf.Tensor>, question: tf.Tensor2D, pixels: tf.Tensor4D, turbo?: EagerVqaTurbo, observe?: (s: EagerVqaBlock) => void, textMask?: tf.Tensor2D): tf.Tensor2D {
   const B = checkBatch(question, pixels);
   return tf.tidy(() => {
     const m = pieces(c, params, B);
@@ -129,7 +139,7 @@ export function eagerVqa(c: VqaConfig, params: ReadonlyMap<string, tf.Tensor>, q
     for (let n = 0; n < c.depth; n++) {
       const l = `layer.${n}`;
       const h = m.layerNorm(x, `${l}.ln1`);
-      const a = m.attend(h, h, `${l}.attn`, size);
+      const a = m.attend(h, h, `${l}.attn`, size, textMask);
       x = tf.add(x, a.out);
       const merged = turbo === undefined ? undefined : m.merge(x, a.probs, a.keys, size, turbo, m.textTokens + 1, merges);
       if (merged !== undefined) {

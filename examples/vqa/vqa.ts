@@ -6,14 +6,19 @@
  * the compiler finds from the graph that the first 7 tokens (the text
  * segment from the embedding, and the image class token) are protected and
  * that position 0, the text class token, gives the semantic value.
+ *
+ * `vqa(c, { mask: true })` adds an input `mask` [B, 6] (1 for the text
+ * class token and each real word, 0 for padding) and the key-padding mask
+ * it gives every block's attention; it survives merging because it is zero
+ * past the protected text (spec/turbo.md, "Padding").
  */
 
-import { add, broadcast, clsToken, concat, embedding, encoderBlock, input, layerNorm, linear, model, param, patchEmbed, reshape } from "../../compiler/dsl/mod.ts";
+import { add, broadcast, clsToken, concat, embedding, encoderBlock, input, keyPadding, layerNorm, linear, model, param, patchEmbed, reshape } from "../../compiler/dsl/mod.ts";
 import { ANSWERS, QUESTION_LENGTH, vocabulary, vqaConfig, vqaDims, type VqaConfig } from "./config.ts";
 
-export const vqa = (c: VqaConfig) =>
-  model(`vqa-${c.name}`, () => {
-    const { textTokens } = vqaDims(c);
+export const vqa = (c: VqaConfig, o: { mask?: boolean } = {}) =>
+  model(`vqa-${c.name}${o.mask === true ? "-masked" : ""}`, () => {
+    const { textTokens, patches } = vqaDims(c);
     const question = input("question", ["B", QUESTION_LENGTH], { dtype: "i32" });
     const pixels = input("pixels", ["B", 1, c.height, c.width]);
     const words = embedding(question, { vocab: vocabulary.length, dim: c.dim, name: "text.embeddings.words" });
@@ -21,7 +26,8 @@ export const vqa = (c: VqaConfig) =>
     const text = add(concat([cls, words], 1), param("text.embeddings.pos", [textTokens, c.dim]));
     const image = patchEmbed(pixels, { patch: c.patch, dim: c.dim, name: "image.embeddings" });
     let x = concat([text, image], 1);
-    for (let i = 0; i < c.depth; i++) x = encoderBlock(x, { heads: c.heads, mlpRatio: c.mlpRatio, eps: c.eps, name: `layer.${i}` });
+    const mask = o.mask === true ? { mask: keyPadding(input("mask", ["B", textTokens]), textTokens + 1 + patches) } : {};
+    for (let i = 0; i < c.depth; i++) x = encoderBlock(x, { heads: c.heads, mlpRatio: c.mlpRatio, eps: c.eps, name: `layer.${i}`, ...mask });
     const answer = linear(clsToken(layerNorm(x, { eps: c.eps, name: "norm" })), ANSWERS, { name: "head" });
     return { answer };
   });
