@@ -31,6 +31,13 @@ export interface BlockAnalysis {
   redundancy: number;
   /** Spearman correlation, over the image tokens of A, between R and the text class token's attention (averaged over samples). */
   rankCorrelation: number;
+  /**
+   * Spearman correlation, over the image tokens of A, between the text class
+   * token's attention under this question and under the first question
+   * type ("left") on the same image (averaged over samples): 1 means the
+   * semantic value ranks the image tokens the same whatever is asked.
+   */
+  sameAsFirstQuestion: number;
 }
 
 function ranks(v: readonly number[]): number[] {
@@ -58,6 +65,8 @@ export function analyseAttention(c: VqaConfig, params: ReadonlyMap<string, tf.Te
   const { textTokens, gridW, tokens } = vqaDims(c);
   const first = textTokens + 1;
   const out: BlockAnalysis[] = [];
+  /** The text class token's attention over the image tokens of A, per block and sample, under the first question type. */
+  const firstRows = new Map<number, number[][]>();
   for (const question of questionTypes) {
     const b = makeBatch(test, pairs.map(([l, r]) => [l, r, question] as const));
     const q = tf.tensor2d(b.question, [b.count, QUESTION_LENGTH], "int32");
@@ -84,7 +93,8 @@ export function analyseAttention(c: VqaConfig, params: ReadonlyMap<string, tf.Te
         leftHalf: xs.reduce((s, r) => s + r.leftHalf, 0) / xs.length,
         rightHalf: xs.reduce((s, r) => s + r.rightHalf, 0) / xs.length,
       });
-      let [red, corr, count] = [0, 0, 0];
+      let [red, corr, same, count] = [0, 0, 0, 0];
+      const rowsI: number[][] = [];
       for (let s = 0; s < b.count; s++) {
         const R: number[] = [];
         const I: number[] = [];
@@ -97,9 +107,12 @@ export function analyseAttention(c: VqaConfig, params: ReadonlyMap<string, tf.Te
         }
         red += R.reduce((u, v) => u + v, 0) / R.length;
         corr += spearman(R, I);
+        same += question === questionTypes[0] ? 1 : spearman(I, firstRows.get(block)![s]!);
+        rowsI.push(I);
         count++;
       }
-      out.push({ question, block, textCls: mean(rows.map((r) => mass(r[0]!))), imageCls: mean(rows.map((r) => mass(r[textTokens]!))), redundancy: red / count, rankCorrelation: corr / count });
+      if (question === questionTypes[0]) firstRows.set(block, rowsI);
+      out.push({ question, block, textCls: mean(rows.map((r) => mass(r[0]!))), imageCls: mean(rows.map((r) => mass(r[textTokens]!))), redundancy: red / count, rankCorrelation: corr / count, sameAsFirstQuestion: same / count });
     });
     tf.dispose([q, x, logits]);
   }

@@ -439,12 +439,12 @@ function report(arch: Arch, rows: readonly Row[], ms: readonly Method[], rec: { 
   L.push("", `![accuracy against FLOPs](${arch.results}/accuracy.png)`, "");
   if (rec.analysis.length > 0) {
   L.push("## Where the class tokens look (unmerged model)", "");
-  L.push(`Mean over ${rec.analysisPairs} test pairs of each block's attention row (averaged over heads): the share on the text tokens, the image class token, and the patches of the left and right digit (left/right half of the image). R: ToMe's redundancy of the image tokens of A (best cosine of the keys with B), ρ: Spearman correlation between R and the text class token's attention over those tokens.`, "");
-  L.push("| question | block | text cls → text | → image cls | → left half | → right half | image cls → left | → right | R | ρ(R, I_text) |");
-  L.push("|---|---|---|---|---|---|---|---|---|---|");
+  L.push(`Mean over ${rec.analysisPairs} test pairs of each block's attention row (averaged over heads): the share on the text tokens, the image class token, and the patches of the left and right digit (left/right half of the image). R: ToMe's redundancy of the image tokens of A (best cosine of the keys with B), ρ: Spearman correlation between R and the text class token's attention over those tokens; ρ(I, I_left): between the text class token's attention over them under this question and under "left", on the same images (1: the semantic value ranks the image tokens alike whatever is asked).`, "");
+  L.push("| question | block | text cls → text | → image cls | → left half | → right half | image cls → left | → right | R | ρ(R, I_text) | ρ(I, I_left) |");
+  L.push("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const a of rec.analysis) {
     const f = (v: number) => v.toFixed(3);
-    L.push(`| ${a.question} | ${a.block} | ${f(a.textCls.text)} | ${f(a.textCls.imageCls)} | ${f(a.textCls.leftHalf)} | ${f(a.textCls.rightHalf)} | ${f(a.imageCls.leftHalf)} | ${f(a.imageCls.rightHalf)} | ${a.redundancy.toFixed(3)} | ${a.rankCorrelation.toFixed(2)} |`);
+    L.push(`| ${a.question} | ${a.block} | ${f(a.textCls.text)} | ${f(a.textCls.imageCls)} | ${f(a.textCls.leftHalf)} | ${f(a.textCls.rightHalf)} | ${f(a.imageCls.leftHalf)} | ${f(a.imageCls.rightHalf)} | ${a.redundancy.toFixed(3)} | ${a.rankCorrelation.toFixed(2)} | ${a.sameAsFirstQuestion.toFixed(2)} |`);
   }
   L.push("");
   }
