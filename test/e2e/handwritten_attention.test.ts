@@ -11,6 +11,7 @@ import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compile, type CompileOptions } from "../../compiler/compile.ts";
+import * as dsl from "../../compiler/dsl/mod.ts";
 import type { ModelSpec } from "../../compiler/dsl/trace.ts";
 import { vitConfigs } from "../../examples/vit/config.ts";
 import { tiny } from "../../examples/vit/vit.ts";
@@ -69,6 +70,30 @@ test("a raised attention with an additive mask agrees with the same model compil
     const b = await logits(written.dir, backend, { mask: mask() });
     const err = relativeError(a, b);
     assert.ok(err < 1e-4, `${backend}: relative error ${err}`);
+  }
+});
+
+test("a hand-written attention with a key-padding mask merges with Turbo and agrees with the builder ViT given the same mask", async () => {
+  const c = vitConfigs.tiny;
+  const builder = dsl.model("vit-prefix-mask", () => {
+    const pixels = dsl.input("pixels", ["B", c.channels, c.image, c.image]);
+    let x = dsl.patchEmbed(pixels, { patch: c.patch, dim: c.dim, name: "embeddings" });
+    const mask = dsl.keyPadding(dsl.input("mask", ["B", 1]), x.shape[1] as number);
+    for (let i = 0; i < c.depth; i++) x = dsl.encoderBlock(x, { heads: c.heads, mlpRatio: c.mlpRatio, eps: c.eps, name: `layer.${i}`, mask });
+    return { logits: dsl.linear(dsl.clsToken(dsl.layerNorm(x, { eps: c.eps, name: "norm" })), c.classes, { name: "head" }) };
+  });
+  const options = { turbo: { r: 3 } };
+  const written = toDir(handwrittenVit(c, "vit-prefix-mask", ["einsumCore"], { mask: "prefix" }), options);
+  const reference = toDir(builder, options);
+  assert.equal(written.compiled.plan.blocks.filter((b) => b.name.startsWith("layer.")).map((b) => b.tokensOut), [14, 11]);
+  // Sample 0 keeps its class token as a key, sample 1 masks it out.
+  const mask = () => tf.tensor2d([[1], [0]]);
+  for (const backend of ["wasm", "cpu"] as const) {
+    const a = await logits(written.dir, backend, { mask: mask() });
+    const b = await logits(reference.dir, backend, { mask: mask() });
+    assert.ok(relativeError(a, b) < 1e-4, `${backend}: relative error ${relativeError(a, b)}`);
+    const open = await logits(reference.dir, backend, { mask: tf.tensor2d([[1], [1]]) });
+    assert.ok(relativeError(b, open) > 1e-3, "the mask changes the logits");
   }
 });
 
