@@ -429,6 +429,7 @@ function report(arch: Arch, rows: readonly Row[], ms: readonly Method[], rec: { 
       : "extend --upsilons";
     L.push(`ToMe never loses 5 points at the Υ tried (largest: Υ = ${upsilons.at(-1)}, ${pct(none.accuracy - tomeRows.at(-1)!.accuracy, 2)} points down); the target (Turbo loses at most half as many points as ToMe where ToMe is ≥ 5 down) cannot be read on this model: ${why}.`);
   } else {
+    if (at.upsilon >= Math.floor(arch.mergeable / 2)) L.push(`At Υ = ${at.upsilon} every block merges every unprotected token of set A (the bipartite cap), so every method merges the same tokens: no semantic value can change the merges there, and the comparison below is a tie by construction.`, "");
     for (const id of textIds) {
       const t = get(id, at.upsilon, "all")!;
       const [dTome, dText] = [none.accuracy - at.accuracy, none.accuracy - t.accuracy];
