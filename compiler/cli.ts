@@ -48,6 +48,8 @@ Options:
                    threshold=N  alpha=X  scale=X  fusion=S1|S2|S3|S4  beta=X  gamma=N
                    metric=keys|queries  skip=I:J  cls=true|false  distill=true|false  protect=N
                    semantic=N (the token whose attention row is the semantic value; default 0)
+                   cross=N or N:…:N (dual-stream fusion layers: merge the context after each
+                   cross-attention a later one follows, by the querying class token's row)
                    sizes=true (outputs size.<block>)  sources=true (output sources)
   --generation SETTINGS
                    Turbo's generation mode instead: merge and restore around sub-layers of a
@@ -120,7 +122,7 @@ function settings(text: string, option: string, known: readonly string[]): Setti
 
 /** Parses `--turbo r=16,threshold=40,…` into pass options; every mistake names the key. */
 export function parseTurbo(text: string): TurboOptions {
-  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "sizes", "sources"];
+  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "cross", "sizes", "sources"];
   const { entries, num, list } = settings(text, "--turbo", known);
   const bool = (key: string): boolean | undefined => {
     const v = entries.get(key);
@@ -154,6 +156,8 @@ export function parseTurbo(text: string): TurboOptions {
   set("distill", bool("distill"));
   set("protect", num("protect", true));
   set("semanticToken", num("semantic", true));
+  const cross = list("cross");
+  if (cross !== undefined) o.cross = cross.length === 1 ? cross[0]! : cross;
   set("reportSizes", bool("sizes"));
   set("trackSources", bool("sources"));
   return o;

@@ -68,6 +68,16 @@ export interface TurboOptions {
    * same token in every block.
    */
   semanticToken?: number;
+  /**
+   * Fusion-layer merging (dual-stream models): Υ of a merge of the context
+   * after each cross-attention whose keys are the merged tokens and that
+   * another such cross-attention follows, in graph order (a number for all,
+   * or a list). The context tokens the later
+   * cross-attentions read shrink; the semantic value is the querying
+   * stream's position-0 token's row in that cross-attention (a BLIP-style
+   * text encoder's class token), the metric its keys. Default: none.
+   */
+  cross?: number | readonly number[];
   /** Add outputs `size.<block>` with each merge's token sizes [B, N', 1]. */
   reportSizes?: boolean;
   /** Add an output `sources` [B, N_final, N_0]: which original tokens each final token stands for. */
@@ -104,7 +114,7 @@ export function resolveSchedule(r: TurboSchedule, blocks: number): number[] {
   return Array.from({ length: blocks }, (_, i) => Math.floor(lo + (i * (hi - lo)) / (blocks - 1)));
 }
 
-function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "cls" | "distill" | "protect" | "semanticToken">> & Pick<TurboOptions, "cls" | "distill" | "protect" | "semanticToken"> & { skip: readonly number[] } {
+function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "cls" | "distill" | "protect" | "semanticToken" | "cross">> & Pick<TurboOptions, "cls" | "distill" | "protect" | "semanticToken" | "cross"> & { skip: readonly number[] } {
   const alpha = o.alpha ?? 5;
   const scale = o.scale ?? 30;
   const beta = o.beta ?? 1;
@@ -129,6 +139,7 @@ function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "
     ...(o.distill === undefined ? {} : { distill: o.distill }),
     ...(o.protect === undefined ? {} : { protect: o.protect }),
     ...(o.semanticToken === undefined ? {} : { semanticToken: o.semanticToken }),
+    ...(o.cross === undefined ? {} : { cross: o.cross }),
     reportSizes: o.reportSizes ?? false,
     trackSources: o.trackSources ?? false,
   };
@@ -253,6 +264,8 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
   const notes = [protectionNote(guarded, o.alpha, sites[0]!.scope)];
   /** Attention nodes (traced ids) that got the merged tokens' sizes. */
   const sized: number[] = [];
+  /** What fusion-layer merging did, per cross-attention. */
+  const crossNotes: string[] = [];
   /** The (rebuilt) additive mask of each biased attention (traced id → new graph), for its class-attention row. */
   const masks = new Map<number, Operand>();
   const siteAt = new Map(sites.map((s, i) => [s.residual, { site: s, index: i }]));
@@ -267,8 +280,15 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
 
   const retyped = retyper(g, streams, "insertTurbo", () => lastMerge);
 
+  // Fusion-layer merging: each cross-attention over the merged tokens, its context tensor, and its Υ.
+  const crossSites = o.cross === undefined ? [] : crossAttentions(g, (x) => onStream(x) && streams[x]!.axis === 1);
+  const crossSchedule = o.cross === undefined ? [] : resolveCross(o.cross, crossSites.length);
+  const crossAt = new Map(crossSites.map((s, i) => [s.attention, { ...s, index: i }]));
+  /** The merged context (new graph) that replaces a context tensor (traced id) in every later op. */
+  const override = new Map<number, Operand>();
+
   const out = rewrite(g, (n, ctx) => {
-    const inputs = n.inputs.map(ctx.map);
+    const inputs = n.inputs.map((x) => (typeof x === "number" ? override.get(x) : undefined) ?? ctx.map(x));
     const sizeOf = (x: Operand) => streamSize.get(x);
     let id: number;
     if (n.op === "attention") {
@@ -293,6 +313,40 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
         masks.set(n.id, own[3]!);
       }
       id = ctx.add("attention", size === undefined ? own : [...own, size], n.attrs);
+      const cross = crossAt.get(n.id);
+      if (cross !== undefined) {
+        // Merge the context after this cross-attention: later ones read fewer tokens.
+        const context = override.get(cross.context) ?? ctx.map(cross.context);
+        const [b, tokens] = ctx.b.type(context).shape as [Dim, number];
+        const r = mergedCount(tokens, crossSchedule[cross.index]!, guard(protect));
+        if (r > 0) {
+          const heads = (n.attrs as { heads: number }).heads;
+          const [q, k] = [own[0]!, own[1]!];
+          const width = ctx.b.type(k).shape[2] as number;
+          const metric = ctx.add("mean", [ctx.add("reshape", [k], { shape: [b, tokens, heads, width / heads] })], { axes: [2], keepDims: false });
+          const sizes = sizeOf(k) ?? ctx.add("fill", [], { shape: [b, tokens, 1], value: 1 });
+          const operands: Operand[] = [context, metric, sizes];
+          if (o.alpha !== 0) {
+            const row: Operand[] = [q, k, ...(own.length === 4 ? [own[3]!] : []), ...(size === undefined ? [] : [size])];
+            operands.push(ctx.add("cls_attention", row, { heads, ...(own.length === 4 ? { bias: true } : {}) }));
+          }
+          if (o.trackSources) {
+            sources ??= ctx.add("eye", [], { shape: [b, tokens, tokens] });
+            operands.push(sources);
+          }
+          const merge = ctx.add("turbo_merge", operands, {
+            r, alpha: o.alpha, scale: o.scale, fusion: o.fusion, beta: o.beta, gamma: o.gamma, layer,
+            ...guard(protect), semantic: o.alpha !== 0, track: o.trackSources,
+          });
+          layer++;
+          const merged = ctx.add("merged_size", [merge], {});
+          streamSize.set(merge, merged);
+          override.set(cross.context, merge);
+          if (o.trackSources) sources = ctx.add("merged_sources", [merge, sources!], {});
+          if (o.reportSizes) extraOutputs.push({ name: `size.${cross.scope}.context`, id: merged });
+          crossNotes.push(`the cross-attention of ${cross.scope} merges its context after reading it: ${tokens} → ${tokens - r} tokens for the later cross-attentions; ${o.alpha === 0 ? "alpha=0: no semantic value (plain ToMe)" : "the semantic value is the attention row of its query 0 (the querying stream's class token)"}`);
+        }
+      }
     } else {
       id = retyped(n, inputs, ctx);
     }
@@ -344,5 +398,35 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
 
   const outputs = [...out.outputs, ...extraOutputs];
   if (o.trackSources && sources !== undefined && typeof sources === "number") outputs.push({ name: "sources", id: sources });
-  return { graph: { ...out, outputs }, notes: [...notes, ...streamNotes(g, sites, skipped, sized, origin)] };
+  return { graph: { ...out, outputs }, notes: [...notes, ...streamNotes(g, sites, skipped, sized, origin), ...crossNotes] };
+}
+
+/**
+ * The cross-attentions whose keys are on the merged stream (`merged`) and
+ * that a later cross-attention over the same context follows, with the
+ * context tensor their keys and values project.
+ */
+function crossAttentions(g: Graph, merged: (x: Operand) => boolean): { attention: number; context: number; scope: string }[] {
+  const found: { attention: number; context: number; scope: string }[] = [];
+  for (const n of g.nodes) {
+    if (n.op !== "attention" || !merged(n.inputs[1]!) || merged(n.inputs[0]!)) continue;
+    const scope = g.meta.get(n.id)?.scope ?? `%${n.id}`;
+    const [k, v] = [n.inputs[1]!, n.inputs[2]!].map((x) => (typeof x === "number" ? g.nodes[x]! : undefined));
+    if (k?.op !== "linear" || v?.op !== "linear" || k.inputs[0] !== v.inputs[0] || typeof k.inputs[0] !== "number") {
+      throw bad("cross", `the keys and values of the cross-attention ${scope} are not linear projections of one context tensor, so there is no context to merge`);
+    }
+    found.push({ attention: n.id, context: k.inputs[0], scope });
+  }
+  // A merge pays only where a later cross-attention reads the same context.
+  const merging = found.filter((s, i) => found.slice(i + 1).some((t) => t.context === s.context));
+  if (merging.length === 0) throw bad("cross", "the model has no two cross-attentions reading the merged tokens, so no later one would read a merged context (fusion-layer merging needs a dual-stream model with at least two fusion blocks)");
+  return merging;
+}
+
+/** Υ of each of `count` context merges. */
+function resolveCross(r: number | readonly number[], count: number): number[] {
+  const list = typeof r === "number" ? Array.from({ length: count }, () => r) : [...r];
+  if (list.length !== count) throw bad("cross", `the list has ${list.length} entries but the model has ${count} cross-attentions over the merged tokens`);
+  for (const v of list) if (!Number.isInteger(v) || v < 0) throw bad("cross", `${v} must be a non-negative integer`);
+  return list;
 }

@@ -21,6 +21,12 @@ export interface EagerVqaTurbo {
   fusion?: Fusion;
   /** The position whose attention row (over heads) is the semantic value (default 0, the text class token). */
   semanticToken?: number;
+  /**
+   * Dual-stream only: Υ of the context merge after every text block's
+   * cross-attention but the last (fusion-layer merging), with the text
+   * class token's cross-attention row as semantic value.
+   */
+  cross?: number;
 }
 
 /** What the observer sees after each block (inside the pass's tidy). */
@@ -181,13 +187,22 @@ export function eagerVqaDual(c: VqaDualConfig, params: ReadonlyMap<string, tf.Te
       }
       x = tf.add(x, m.mlp(x, l));
     }
-    const image = m.layerNorm(x, "image.norm");
+    let image = m.layerNorm(x, "image.norm");
     let y = m.text(question);
     for (let n = 0; n < c.fusion; n++) {
       const l = `text.layer.${n}`;
       const h = m.layerNorm(y, `${l}.ln1`);
       y = tf.add(y, m.attend(h, h, `${l}.attn`).out);
-      y = tf.add(y, m.attend(m.layerNorm(y, `${l}.ln_cross`), image, `${l}.cross`, size).out);
+      const a = m.attend(m.layerNorm(y, `${l}.ln_cross`), image, `${l}.cross`, size);
+      y = tf.add(y, a.out);
+      if (turbo?.cross !== undefined && n < c.fusion - 1) {
+        const merged = m.merge(image, a.probs, a.keys, size, { ...turbo, r: turbo.cross }, 1, merges);
+        if (merged !== undefined) {
+          merges++;
+          image = merged.x;
+          size = merged.size;
+        }
+      }
       y = tf.add(y, m.mlp(y, l));
     }
     return m.head(y);

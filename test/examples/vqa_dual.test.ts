@@ -14,6 +14,8 @@ import { randomWeights } from "../../runtime/weights/mod.ts";
 import { vqaDims, vqaDualConfig, vqaDualParams } from "../../examples/vqa/config.ts";
 import { eagerVqaDual } from "../../examples/vqa/eager.ts";
 import spec from "../../examples/vqa/dual.ts";
+import singleSpec from "../../examples/vqa/vqa.ts";
+import { CompileError } from "../../compiler/diagnostics.ts";
 import { agreementTests, type AgreementCase } from "./_vqa_agreement.ts";
 
 const weights = randomWeights(vqaDualParams(vqaDualConfig), 12);
@@ -23,6 +25,8 @@ const cases: AgreementCase[] = [
   { name: "ToMe (alpha=0), r=16", turbo: { r: 16, alpha: 0 } },
   { name: "Turbo, image class token, r=24", turbo: { r: 24 } },
   { name: "Turbo, S3, r=40 (the cap binds in later blocks)", turbo: { r: 40, fusion: "S3" } },
+  { name: "fusion-layer merging: Turbo r=16 in the image encoder, then the context merged by the text class token's row, cross=12", turbo: { r: 16, cross: 12 } },
+  { name: "fusion-layer merging, ToMe (alpha=0), r=4, cross=40 (the cap binds)", turbo: { r: 4, alpha: 0, cross: 40 } },
 ];
 
 agreementTests(spec, weights, (t, q, p, turbo) => eagerVqaDual(vqaDualConfig, t, q, p, turbo), cases);
@@ -52,6 +56,24 @@ test("the image stream merges with its class token; the text's self-attention is
   for (const n of g.nodes) if (n.op === "reshape" && reached.has(n.inputs[0] as number)) reached.add(n.id);
   const softmaxes = g.nodes.filter((n) => n.op === "softmax" && reached.has(n.inputs[0] as number));
   assert.equal(softmaxes.map((n) => [g.meta.get(n.id)?.scope, n.type.shape.slice(1)]), [["text.layer.0", [vqaDims(vqaDualConfig).textTokens, 35]], ["text.layer.1", [vqaDims(vqaDualConfig).textTokens, 35]]]);
+});
+
+test("fusion-layer merging: the first cross-attention's context is merged for the second, with the text class token's row; the plan says so", () => {
+  const c = compile(spec, { turbo: { r: 16, cross: 12 } });
+  const merges = c.graph.nodes.filter((n) => n.op === "turbo_merge");
+  assert.is(merges.length, vqaDualConfig.depth + vqaDualConfig.fusion - 1);
+  const context = merges.at(-1)!;
+  assert.is(c.graph.meta.get(context.id)?.scope, "text.layer.0");
+  assert.equal(context.type.shape.slice(1), [23, vqaDualConfig.dim]);
+  // A semantic value over the 35 image keys (computed from the text's queries: the eager agreement above checks which row).
+  assert.equal(c.graph.nodes[context.inputs[3] as number]!.type.shape.slice(1), [35]);
+  assert.ok((c.plan.explain ?? []).includes("the cross-attention of text.layer.0 merges its context after reading it: 35 → 23 tokens for the later cross-attentions; the semantic value is the attention row of its query 0 (the querying stream's class token)"), String(c.plan.explain));
+  assert.ok(c.plan.flops.perBatch < compile(spec, { turbo: { r: 16 } }).plan.flops.perBatch, "the second cross-attention reads fewer keys");
+});
+
+test("fusion-layer merging is refused with a clear option error where there is no second cross-attention over the merged tokens", () => {
+  assert.throws(() => compile(singleSpec, { turbo: { r: 8, cross: 4 } }), (e: unknown) => e instanceof CompileError && e.message.includes("option cross: the model has no two cross-attentions reading the merged tokens"));
+  assert.throws(() => compile(spec, { turbo: { r: 8, cross: [4, 4] } }), (e: unknown) => e instanceof CompileError && e.message.includes("option cross: the list has 2 entries but the model has 1 cross-attentions over the merged tokens"));
 });
 
 test.run();
