@@ -50,6 +50,7 @@ Options:
                    semantic=N (the token whose attention row is the semantic value; default 0)
                    cross=N or N:…:N (dual-stream fusion layers: merge the context after each
                    cross-attention a later one follows, by the querying class token's row)
+                   crossalpha=X (α of those merges; default alpha)
                    sizes=true (outputs size.<block>)  sources=true (output sources)
   --generation SETTINGS
                    Turbo's generation mode instead: merge and restore around sub-layers of a
@@ -122,7 +123,7 @@ function settings(text: string, option: string, known: readonly string[]): Setti
 
 /** Parses `--turbo r=16,threshold=40,…` into pass options; every mistake names the key. */
 export function parseTurbo(text: string): TurboOptions {
-  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "cross", "sizes", "sources"];
+  const known = ["r", "inflect", "threshold", "alpha", "scale", "fusion", "beta", "gamma", "metric", "skip", "cls", "distill", "protect", "semantic", "cross", "crossalpha", "sizes", "sources"];
   const { entries, num, list } = settings(text, "--turbo", known);
   const bool = (key: string): boolean | undefined => {
     const v = entries.get(key);
@@ -158,6 +159,7 @@ export function parseTurbo(text: string): TurboOptions {
   set("semanticToken", num("semantic", true));
   const cross = list("cross");
   if (cross !== undefined) o.cross = cross.length === 1 ? cross[0]! : cross;
+  set("crossAlpha", num("crossalpha"));
   set("reportSizes", bool("sizes"));
   set("trackSources", bool("sources"));
   return o;

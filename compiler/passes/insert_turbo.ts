@@ -78,6 +78,8 @@ export interface TurboOptions {
    * text encoder's class token), the metric its keys. Default: none.
    */
   cross?: number | readonly number[];
+  /** α of the context merges (`cross`); default `alpha`. */
+  crossAlpha?: number;
   /** Add outputs `size.<block>` with each merge's token sizes [B, N', 1]. */
   reportSizes?: boolean;
   /** Add an output `sources` [B, N_final, N_0]: which original tokens each final token stands for. */
@@ -114,7 +116,7 @@ export function resolveSchedule(r: TurboSchedule, blocks: number): number[] {
   return Array.from({ length: blocks }, (_, i) => Math.floor(lo + (i * (hi - lo)) / (blocks - 1)));
 }
 
-function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "cls" | "distill" | "protect" | "semanticToken" | "cross">> & Pick<TurboOptions, "cls" | "distill" | "protect" | "semanticToken" | "cross"> & { skip: readonly number[] } {
+function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "cls" | "distill" | "protect" | "semanticToken" | "cross">> & Pick<TurboOptions, "cls" | "distill" | "protect" | "semanticToken" | "cross"> & { skip: readonly number[]; crossAlpha: number } {
   const alpha = o.alpha ?? 5;
   const scale = o.scale ?? 30;
   const beta = o.beta ?? 1;
@@ -123,6 +125,8 @@ function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "
   const fusion = o.fusion ?? "S1";
   const metric = o.metric ?? "keys";
   if (!Number.isFinite(alpha)) throw bad("alpha", `${alpha} must be a finite number`);
+  const crossAlpha = o.crossAlpha ?? alpha;
+  if (!Number.isFinite(crossAlpha)) throw bad("crossAlpha", `${crossAlpha} must be a finite number`);
   if (!(scale > 0) || !Number.isFinite(scale)) throw bad("scale", `${scale} must be a positive number`);
   if (!Number.isFinite(beta)) throw bad("beta", `${beta} must be a finite number`);
   if (!Number.isInteger(gamma) || gamma < 0) throw bad("gamma", `${gamma} must be a non-negative integer`);
@@ -133,7 +137,7 @@ function validate(o: TurboOptions): Required<Omit<TurboOptions, "r" | "skip" | "
   if (o.protect !== undefined && !(Number.isInteger(o.protect) && o.protect >= 0)) throw bad("protect", `${o.protect} must be a non-negative integer`);
   if (o.semanticToken !== undefined && !(Number.isInteger(o.semanticToken) && o.semanticToken >= 0)) throw bad("semanticToken", `${o.semanticToken} must be a non-negative integer`);
   return {
-    alpha, scale, beta, gamma, threshold, fusion, metric,
+    alpha, scale, beta, gamma, threshold, fusion, metric, crossAlpha,
     skip: o.skip ?? [],
     ...(o.cls === undefined ? {} : { cls: o.cls }),
     ...(o.distill === undefined ? {} : { distill: o.distill }),
@@ -326,7 +330,7 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
           const metric = ctx.add("mean", [ctx.add("reshape", [k], { shape: [b, tokens, heads, width / heads] })], { axes: [2], keepDims: false });
           const sizes = sizeOf(k) ?? ctx.add("fill", [], { shape: [b, tokens, 1], value: 1 });
           const operands: Operand[] = [context, metric, sizes];
-          if (o.alpha !== 0) {
+          if (o.crossAlpha !== 0) {
             const row: Operand[] = [q, k, ...(own.length === 4 ? [own[3]!] : []), ...(size === undefined ? [] : [size])];
             operands.push(ctx.add("cls_attention", row, { heads, ...(own.length === 4 ? { bias: true } : {}) }));
           }
@@ -335,8 +339,8 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
             operands.push(sources);
           }
           const merge = ctx.add("turbo_merge", operands, {
-            r, alpha: o.alpha, scale: o.scale, fusion: o.fusion, beta: o.beta, gamma: o.gamma, layer,
-            ...guard(protect), semantic: o.alpha !== 0, track: o.trackSources,
+            r, alpha: o.crossAlpha, scale: o.scale, fusion: o.fusion, beta: o.beta, gamma: o.gamma, layer,
+            ...guard(protect), semantic: o.crossAlpha !== 0, track: o.trackSources,
           });
           layer++;
           const merged = ctx.add("merged_size", [merge], {});
@@ -344,7 +348,7 @@ export function insertTurboWithNotes(g: Graph, options: TurboOptions): { graph: 
           override.set(cross.context, merge);
           if (o.trackSources) sources = ctx.add("merged_sources", [merge, sources!], {});
           if (o.reportSizes) extraOutputs.push({ name: `size.${cross.scope}.context`, id: merged });
-          crossNotes.push(`the cross-attention of ${cross.scope} merges its context after reading it: ${tokens} → ${tokens - r} tokens for the later cross-attentions; ${o.alpha === 0 ? "alpha=0: no semantic value (plain ToMe)" : "the semantic value is the attention row of its query 0 (the querying stream's class token)"}`);
+          crossNotes.push(`the cross-attention of ${cross.scope} merges its context after reading it: ${tokens} → ${tokens - r} tokens for the later cross-attentions; ${o.crossAlpha === 0 ? "alpha=0: no semantic value (plain ToMe)" : "the semantic value is the attention row of its query 0 (the querying stream's class token)"}`);
         }
       }
     } else {

@@ -27,6 +27,8 @@ export interface EagerVqaTurbo {
    * class token's cross-attention row as semantic value.
    */
   cross?: number;
+  /** α of the context merges (default `alpha`). */
+  crossAlpha?: number;
 }
 
 /** What the observer sees after each block (inside the pass's tidy). */
@@ -196,7 +198,7 @@ export function eagerVqaDual(c: VqaDualConfig, params: ReadonlyMap<string, tf.Te
       const a = m.attend(m.layerNorm(y, `${l}.ln_cross`), image, `${l}.cross`, size);
       y = tf.add(y, a.out);
       if (turbo?.cross !== undefined && n < c.fusion - 1) {
-        const merged = m.merge(image, a.probs, a.keys, size, { ...turbo, r: turbo.cross }, 1, merges);
+        const merged = m.merge(image, a.probs, a.keys, size, { ...turbo, r: turbo.cross, alpha: turbo.crossAlpha ?? turbo.alpha }, 1, merges);
         if (merged !== undefined) {
           merges++;
           image = merged.x;

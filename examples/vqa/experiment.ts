@@ -28,7 +28,13 @@
  * model trained with `train.ts --depth N` (weights/vqa[_dual]_d<N>), into
  * results[/dual]/d<N>/ and RESULTS[_dual]_d<N>.md. `--skip 0,1` keeps those
  * blocks (0-based) from merging in every method — the paper's "which blocks
- * merge" — into results…/skip0-1/ and RESULTS…_skip0-1.md.
+ * merge" — into results…/skip0-1/ and RESULTS…_skip0-1.md. `--arch dual
+ * --cross` measures fusion-layer merging instead: the image encoder merges
+ * nothing, the context is merged by Υ after text.layer.0's cross-attention
+ * (ToMe against Turbo with the text class token's cross-attention row),
+ * into results/dual/cross/ and RESULTS_dual_cross.md; `--encoder-r N`
+ * lets the image encoder merge N per block first (ToMe, in every method),
+ * into results/dual/cross-rN/ and RESULTS_dual_cross_rN.md.
  *
  * Every method at a Υ has the same token schedule, so the same FLOPs (the
  * class-attention row Turbo adds is counted). Accuracy per question type on
@@ -59,7 +65,7 @@ import dualSpec, { vqaDual } from "./dual.ts";
 import spec, { vqa } from "./vqa.ts";
 
 const here = new URL(".", import.meta.url).pathname;
-const USAGE = "usage: experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--fusions S2,S3,S4] [--skip 0,1] [--weights FILE] [--quick]";
+const USAGE = "usage: experiment.ts [--arch single|dual] [--depth N] [--upsilons 4,8,…] [--pairs N] [--batch N] [--rounds N] [--scales 30,…] [--fusions S2,S3,S4] [--skip 0,1] [--cross [--encoder-r N]] [--weights FILE] [--quick]";
 
 interface Method {
   id: string;
@@ -80,6 +86,8 @@ function parse(argv: string[]) {
       scales: { type: "string", default: "30,100" },
       fusions: { type: "string", default: "" },
       skip: { type: "string", default: "" },
+      cross: { type: "boolean", default: false },
+      "encoder-r": { type: "string", default: "0" },
       weights: { type: "string" },
       quick: { type: "boolean", default: false },
     },
@@ -104,7 +112,11 @@ function parse(argv: string[]) {
     if (!Number.isInteger(n) || n < 0 || n >= blocks) throw new Error(`--skip: "${x}" is not a block index of this model (0 to ${blocks - 1})\n${USAGE}`);
     return n;
   });
-  const a = architecture(arch, depth, skip);
+  if (values.cross === true && arch !== "dual") throw new Error(`--cross needs --arch dual (fusion-layer merging merges the context of a cross-attention)\n${USAGE}`);
+  const encoderR = Number(values["encoder-r"]);
+  if (!Number.isInteger(encoderR) || encoderR < 0) throw new Error(`--encoder-r must be a non-negative integer, not "${values["encoder-r"]}"\n${USAGE}`);
+  if (encoderR > 0 && values.cross !== true) throw new Error(`--encoder-r goes with --cross\n${USAGE}`);
+  const a = architecture(arch, depth, skip, values.cross === true ? encoderR : undefined);
   const fusions = values.fusions === "" ? [] : values.fusions!.split(",");
   for (const f of fusions) if (!["S2", "S3", "S4"].includes(f)) throw new Error(`--fusions: "${f}" is not one of S2, S3, S4 (S1 is every other Turbo method)\n${USAGE}`);
   return { arch: a, upsilons: ints("upsilons"), scales: ints("scales"), fusions: fusions as Fusion[], skip, pairs: quick ? 200 : int("pairs"), batch: int("batch"), rounds: quick ? 2 : int("rounds"), weights: values.weights ?? join(here, a.weights), quick };
@@ -126,13 +138,22 @@ interface Arch {
   /** The unprotected tokens entering the first merge. */
   mergeable: number;
   model: string;
+  /** Fusion-layer merging (dual only): the context merges after text.layer.0's cross-attention, the image encoder by this r per block (ToMe) first; undefined: no fusion-layer merging. */
+  cross: number | undefined;
 }
 
 const dims = vqaDims(vqaConfig);
 
 /** The architecture measured, at its own depth or at `depth` (image) blocks, with the blocks of `skip` never merging. */
-function architecture(id: "single" | "dual", depth: number | undefined, skip: readonly number[]): Arch {
-  const arch = architectureAt(id, depth);
+function architecture(id: "single" | "dual", depth: number | undefined, skip: readonly number[], cross: number | undefined): Arch {
+  let arch = architectureAt(id, depth);
+  if (cross !== undefined) {
+    const tag = cross === 0 ? "cross" : `cross-r${cross}`;
+    arch = {
+      ...arch, cross, results: `${arch.results}/${tag}`, report: arch.report.replace(/\.md$/, `_${tag.replace("-", "_")}.md`),
+      model: `${arch.model} Fusion-layer merging (--cross): ${cross === 0 ? "here the image encoder merges nothing" : `the image encoder first merges ${cross} tokens per block by ToMe (α = 0) in every method (--encoder-r ${cross})`}; after text.layer.0's cross-attention the image tokens are merged by Υ (the image class token protected), and text.layer.1's cross-attention reads what is left, with their sizes.`,
+    };
+  }
   if (skip.length === 0) return arch;
   const tag = `skip${skip.join("-")}`;
   return { ...arch, results: `${arch.results}/${tag}`, report: arch.report.replace(/\.md$/, `_${tag}.md`), model: `${arch.model} Block${skip.length > 1 ? "s" : ""} ${skip.join(", ")} never merge${skip.length > 1 ? "" : "s"} (--skip), in every method.` };
@@ -144,18 +165,32 @@ function architectureAt(id: "single" | "dual", depth?: number): Arch {
   if (id === "dual") {
     const c = depth === undefined ? vqaDualConfig : { ...vqaDualConfig, name: `${vqaDualConfig.name}-d${depth}`, depth };
     return {
-      id, config: c, spec: depth === undefined ? dualSpec : vqaDual(c), weights: `weights/vqa_dual${d}.safetensors`, results: `results/dual${depth === undefined ? "" : `/d${depth}`}`, report: `RESULTS_dual${d}.md`, firstPatch: 1, layer: /^image\.layer\.\d+$/, mergeable: dims.patches,
+      id, cross: undefined, config: c, spec: depth === undefined ? dualSpec : vqaDual(c), weights: `weights/vqa_dual${d}.safetensors`, results: `results/dual${depth === undefined ? "" : `/d${depth}`}`, report: `RESULTS_dual${d}.md`, firstPatch: 1, layer: /^image\.layer\.\d+$/, mergeable: dims.patches,
       model: `dual-stream (BLIP-style), an image encoder over [image class token, 98 patches of 4×4] (${c.depth} blocks of width ${c.dim}) whose final tokens the ${c.fusion} blocks of a text encoder over [text class token, 5 question words] cross-attend to, with the merged tokens' sizes; trained by examples/vqa/train.ts --arch dual${flag} (weights/vqa_dual${d}.safetensors.json). The image class token is protected; only image patches merge, in the image encoder, which never sees the question.`,
     };
   }
   const c = depth === undefined ? vqaConfig : { ...vqaConfig, name: `${vqaConfig.name}-d${depth}`, depth };
   return {
-    id, config: c, spec: depth === undefined ? spec : vqa(c), weights: `weights/vqa${d}.safetensors`, results: `results${depth === undefined ? "" : `/d${depth}`}`, report: `RESULTS${d}.md`, firstPatch: dims.textTokens + 1, layer: /^layer\.\d+$/, mergeable: dims.patches,
+    id, cross: undefined, config: c, spec: depth === undefined ? spec : vqa(c), weights: `weights/vqa${d}.safetensors`, results: `results${depth === undefined ? "" : `/d${depth}`}`, report: `RESULTS${d}.md`, firstPatch: dims.textTokens + 1, layer: /^layer\.\d+$/, mergeable: dims.patches,
     model: `single-stream, [text class token, 5 question words, image class token, 98 patches of 4×4] = 105 tokens, ${c.depth} blocks of width ${c.dim}; trained by examples/vqa/train.ts${flag} (weights/vqa${d}.safetensors.json). The first 7 tokens are protected (found by the compiler); only image patches merge.`,
   };
 }
 
 function methods(arch: Arch, scales: readonly number[], fusions: readonly Fusion[]): Method[] {
+  if (arch.cross !== undefined) {
+    const r = arch.cross;
+    // ToMe in the encoder for every method: an α of 0 there, so only the context merge differs.
+    const encoder = { r: Array.from({ length: arch.config.depth }, () => r) };
+    return [
+      { id: "none", label: "no merging", turbo: () => undefined },
+      { id: "tome", label: "ToMe (α = 0)", turbo: (u) => ({ ...encoder, alpha: 0, cross: u }) },
+      ...scales.map((c) => ({
+        id: scales.length === 1 ? "turbo-text" : `turbo-text-c${c}`,
+        label: `Turbo, text class token's cross-attention row${scales.length === 1 ? "" : `, c = ${c}`}`,
+        turbo: (u: number): TurboOptions => ({ ...encoder, alpha: 0, crossAlpha: 5, scale: c, cross: u }),
+      })),
+    ];
+  }
   if (arch.id === "dual") {
     return [
       { id: "none", label: "no merging", turbo: () => undefined },
@@ -246,7 +281,9 @@ async function main(argv: string[]): Promise<number> {
       progress.update(r * batches.length + s + 1, `${r + 1}/${runs.length} ${run.method.id}${run.upsilon > 0 ? ` Υ=${run.upsilon}` : ""}`, [correct.length, items.length], `acc ${pct(hits / correct.length, 2)}%`, s + 1 === batches.length);
     }
     const layers = compiled.plan.blocks.filter((b) => o.arch.layer.test(b.name));
-    models.push({ run, model, correct, gflops: compiled.plan.flops.perBatch / 1e9, tokens: layers.map((l) => l.tokensOut ?? 0) });
+    // With --cross, the image tokens the cross-attentions read: after the encoder, then after each context merge.
+    const tokens = o.arch.cross !== undefined ? [layers.at(-1)?.tokensOut ?? dims.patches + 1, ...compiled.graph.nodes.filter((n) => n.op === "turbo_merge" && (compiled.graph.meta.get(n.id)?.scope ?? "").startsWith("text.")).map((n) => n.type.shape[1] as number)] : layers.map((l) => l.tokensOut ?? 0);
+    models.push({ run, model, correct, gflops: compiled.plan.flops.perBatch / 1e9, tokens });
   }
   progress.finish();
 
@@ -390,12 +427,14 @@ function report(arch: Arch, rows: readonly Row[], ms: readonly Method[], rec: { 
   const dual = arch.id === "dual";
   const fmtP = (p: number | null | undefined) => (p === null || p === undefined ? "—" : p < 1e-4 ? p.toExponential(1) : p.toFixed(4));
   const L: string[] = [];
-  L.push(dual ? "# Two-digit MNIST VQA, dual-stream model: Turbo's visual semantic value against ToMe" : "# Two-digit MNIST VQA: Turbo's textual semantic value against ToMe", "");
+  L.push(arch.cross !== undefined ? "# Two-digit MNIST VQA, dual-stream model, fusion-layer merging: Turbo's textual semantic value against ToMe" : dual ? "# Two-digit MNIST VQA, dual-stream model: Turbo's visual semantic value against ToMe" : "# Two-digit MNIST VQA: Turbo's textual semantic value against ToMe", "");
   L.push(`Generated by \`${rec.command}\` in ${rec.seconds} s; do not edit by hand. Data: \`${arch.results}/results.json\` (one row per method, Υ and question), \`${arch.results}/record.json\`.`, "");
   L.push(
     `- **Task**: two MNIST test digits side by side (28×56), ${rec.pairs} fixed pairs (examples/vqa/data.ts), each asked all four questions (left digit, right digit, larger digit, sum): ${rec.samples} samples; answers are 19 classes.`,
     `- **Model**: ${arch.model}`,
-    dual
+    arch.cross !== undefined
+      ? `- **Methods** (same Υ ⇒ same token schedule and FLOPs): ToMe (α = 0); Turbo with the text class token's row in text.layer.0's cross-attention as semantic value (${textIds.join(", ")}). α = 5, fusion S1. The merge comes after the text has read the question, so it can depend on it. "Tokens" are the image tokens the cross-attentions read.`
+      : dual
       ? `- **Methods** (same Υ ⇒ same token schedule and FLOPs): ToMe (α = 0); Turbo with the image class token's attention row as semantic value (${textIds.join(", ")}). α = 5, fusion S1. No method here can use the text: the image encoder runs before the question is read.`
       : `- **Methods** (same Υ ⇒ same token schedule and FLOPs): ToMe (α = 0); Turbo with the image class token's attention row as semantic value (visual-only); Turbo with the text class token's row (${textIds.join(", ")}). α = 5, fusion S1.`,
     `- **Speed**: samples/s on one fixed batch, ${rec.rounds} interleaved rounds (order rotated), median; backend ${rec.backend}; ${rec.machine.cpus}× ${rec.machine.cpu}, load average ${rec.machine.loadavgStart[0]!.toFixed(2)} → ${rec.machine.loadavgEnd[0]!.toFixed(2)}. p: McNemar's exact test against ToMe at the same Υ on the same samples.`,
@@ -449,7 +488,7 @@ function report(arch: Arch, rows: readonly Row[], ms: readonly Method[], rec: { 
   }
   L.push("");
   }
-  L.push(`## Which tokens survive`, "", `The same four test pairs asked "left" and "right", at Υ = ${rec.pictureUpsilon}: patches merged into one final token share a colour, grey patches are tokens never merged.${dual ? " In this model the merges cannot depend on the question." : ""}`, "", `![merges](${arch.results}/merges.png)`, "");
+  L.push(`## Which tokens survive`, "", `The same four test pairs asked "left" and "right", at Υ = ${rec.pictureUpsilon}: patches merged into one final token share a colour, grey patches are tokens never merged.${dual && arch.cross === undefined ? " In this model the merges cannot depend on the question." : ""}`, "", `![merges](${arch.results}/merges.png)`, "");
   return `${L.join("\n")}\n`;
 }
 

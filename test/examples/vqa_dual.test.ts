@@ -27,6 +27,7 @@ const cases: AgreementCase[] = [
   { name: "Turbo, S3, r=40 (the cap binds in later blocks)", turbo: { r: 40, fusion: "S3" } },
   { name: "fusion-layer merging: Turbo r=16 in the image encoder, then the context merged by the text class token's row, cross=12", turbo: { r: 16, cross: 12 } },
   { name: "fusion-layer merging, ToMe (alpha=0), r=4, cross=40 (the cap binds)", turbo: { r: 4, alpha: 0, cross: 40 } },
+  { name: "fusion-layer merging, ToMe in the encoder r=16 and Turbo in the context (crossAlpha=5), cross=8", turbo: { r: 16, alpha: 0, crossAlpha: 5, cross: 8 } },
 ];
 
 agreementTests(spec, weights, (t, q, p, turbo) => eagerVqaDual(vqaDualConfig, t, q, p, turbo), cases);
