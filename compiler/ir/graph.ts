@@ -70,6 +70,19 @@ export function users(g: Graph): Map<number, number[]> {
   return out;
 }
 
+/** Every node `to` is computed from, itself included. */
+export function ancestors(g: Pick<Graph, "nodes">, to: number): Set<number> {
+  const seen = new Set<number>();
+  const stack = [to];
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    for (const o of g.nodes[id]!.inputs) if (typeof o === "number") stack.push(o);
+  }
+  return seen;
+}
+
 /**
  * Builds a graph node by node, inferring and checking each node's type as it
  * is added. Shape errors become `CompileError`s at the node's source location.

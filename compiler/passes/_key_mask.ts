@@ -29,7 +29,7 @@ export function zeroPast(g: Graph, x: Operand, start: number): boolean {
   const last = shape[shape.length - 1];
   if (typeof last !== "number") return false;
   if (start >= last) return true;
-  const sameLast = (o: Operand) => typeof o === "number" && g.nodes[o]!.type.shape.at(-1) === last && g.nodes[o]!.type.shape.length > 0;
+  const sameLast = (o: Operand) => typeof o === "number" && g.nodes[o]!.type.shape.at(-1) === last;
   switch (n.op) {
     case "fill":
       return n.attrs.value === 0;

@@ -32,7 +32,7 @@
 
 import { windowCounts } from "../contract/merged_count.ts";
 import { CompileError } from "../diagnostics.ts";
-import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
+import { ancestors, type AnyNode, type Graph, type Operand } from "../ir/graph.ts";
 import { isBatch, type Dim } from "../ir/types.ts";
 import { retyper } from "./_retype.ts";
 import { rewrite, type RewriteContext } from "./_rewrite.ts";
@@ -112,18 +112,6 @@ function descendants(g: Graph, users: number[][], from: number): Set<number> {
   return seen;
 }
 
-/** Every node `to` is computed from, itself included. */
-function ancestors(g: Graph, to: number): Set<number> {
-  const seen = new Set<number>();
-  const stack = [to];
-  while (stack.length > 0) {
-    const id = stack.pop()!;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    for (const o of g.nodes[id]!.inputs) if (typeof o === "number") stack.push(o);
-  }
-  return seen;
-}
 
 /** The sub-layers of the image stream, in graph order, and the stream's origin. */
 export function findGenerationSites(g: Graph): { sites: GenerationSite[]; origin: number | undefined } {

@@ -23,7 +23,7 @@
 
 import { mergedCount } from "../contract/merged_count.ts";
 import { CompileError } from "../diagnostics.ts";
-import type { AnyNode, Graph, Operand } from "../ir/graph.ts";
+import { ancestors, type AnyNode, type Graph, type Operand } from "../ir/graph.ts";
 import { formatShape, type Dim } from "../ir/types.ts";
 import { crossAttentions, resolveCross } from "./_cross_merge.ts";
 import { shrinkKeyMask, zeroPast } from "./_key_mask.ts";
@@ -215,18 +215,11 @@ function protectionNote(p: Protection, alpha: number, scope: string): string {
 
 /** The model inputs `id` is computed from, for saying which stream merges. */
 function inputsOf(g: Graph, id: number): string[] {
-  const seen = new Set<number>();
-  const found = new Set<string>();
-  const stack = [id];
-  while (stack.length > 0) {
-    const n = stack.pop()!;
-    if (seen.has(n)) continue;
-    seen.add(n);
+  const names = [...ancestors(g, id)].flatMap((n) => {
     const node = g.nodes[n]!;
-    if (node.op === "input") found.add((node.attrs as { name: string }).name);
-    for (const o of node.inputs) if (typeof o === "number") stack.push(o);
-  }
-  return [...found].sort();
+    return node.op === "input" ? [node.attrs.name] : [];
+  });
+  return [...new Set(names)].sort();
 }
 
 /** Scopes of attention nodes, listed once each in graph order. */

@@ -178,9 +178,8 @@ function architectureAt(id: "single" | "dual", depth?: number): Arch {
 
 function methods(arch: Arch, scales: readonly number[], fusions: readonly Fusion[]): Method[] {
   if (arch.cross !== undefined) {
-    const r = arch.cross;
-    // ToMe in the encoder for every method: an α of 0 there, so only the context merge differs.
-    const encoder = { r: Array.from({ length: arch.config.depth }, () => r) };
+    // ToMe in the encoder for every method (α = 0 there), so only the context merge differs.
+    const encoder = { r: arch.cross };
     return [
       { id: "none", label: "no merging", turbo: () => undefined },
       { id: "tome", label: "ToMe (α = 0)", turbo: (u) => ({ ...encoder, alpha: 0, cross: u }) },
